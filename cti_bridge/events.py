@@ -1,0 +1,32 @@
+"""The CTI event as it travels from the tracker through the outbox to Zammad.
+
+A CTI event is a plain dict of Zammad's form fields (``event``, ``callId``, ``direction``,
+``from``, ``to``, ``user[]``, ``user``, ``answeringNumber``, ``queue``, ``cause``): exactly what is
+posted, JSON-serialisable for the outbox, and what ``cti-bridge replay`` prints. Values are
+strings, except ``user[]`` which is a list of strings (one form field per name).
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+CtiEvent: TypeAlias = dict[str, "str | list[str]"]
+
+EVENT_NAMES = ("newCall", "answer", "hangup")
+CAUSES = ("normalClearing", "busy", "cancel", "noAnswer", "congestion", "notFound", "forwarded")
+
+
+def form_items(event: CtiEvent) -> list[tuple[str, str]]:
+    """Flatten an event into form pairs: ``user[]`` repeats once per name, in order."""
+    items: list[tuple[str, str]] = []
+    for key, value in event.items():
+        if isinstance(value, list):
+            items.extend((key, str(v)) for v in value)
+        else:
+            items.append((key, str(value)))
+    return items
+
+
+def call_id(event: CtiEvent) -> str:
+    value = event.get("callId", "")
+    return value if isinstance(value, str) else ""
