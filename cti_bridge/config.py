@@ -162,7 +162,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 
 def _duration(value: Any) -> float:
     if isinstance(value, bool):
-        raise ValueError("expected a duration (seconds or a string such as \"24h\")")
+        raise ValueError('expected a duration (seconds or a string such as "24h")')
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("must not be negative")
@@ -171,7 +171,7 @@ def _duration(value: Any) -> float:
         m = _DURATION.fullmatch(value)
         if m:
             return float(m.group(1)) * _UNITS[m.group(2)]
-    raise ValueError("expected a duration (seconds or a string such as \"24h\")")
+    raise ValueError('expected a duration (seconds or a string such as "24h")')
 
 
 def _string(value: Any) -> str:
@@ -406,7 +406,7 @@ def parse_config(
 
     users_raw = data.get("users", {})
     if not isinstance(users_raw, dict):
-        raise ConfigError(f"{cfg_path}: [users] must be a table of extension = \"Name\"")
+        raise ConfigError(f'{cfg_path}: [users] must be a table of extension = "Name"')
     users: dict[str, str] = {}
     for key, value in users_raw.items():
         if not isinstance(value, str) or not value.strip():
