@@ -187,6 +187,7 @@ class LeanAMIProtocol(AMIProtocol):
         rlog: RateLimitedLog | None = None,
     ) -> None:
         super().__init__()
+        self.responses: dict[str, Any] = {}  # panoramisk fills it in on connect
         self._sink = sink
         self._stats = stats
         self._wanted = wanted

@@ -329,3 +329,41 @@ class FakeAmi:
         self.hangups.append({"Channel": name, "Cause": h.get("cause", "")})
         await self._reply(client, [("Response", "Success"), *ids,
                                    ("Message", "Channel Hungup")])
+
+
+# -- client-side helpers shared by the AMI tests ----------------------------------------------
+
+
+class Recorder:
+    """Collects what an AmiClient hands out; waits are polled and bounded."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, str]] = []
+        self.resyncs: list[list[dict[str, str]]] = []
+        self.states = 0
+
+    def on_event(self, event: dict[str, str]) -> None:
+        self.events.append(event)
+
+    def on_resync(self, channels: list[dict[str, str]]) -> None:
+        self.resyncs.append(channels)
+
+    def on_state(self) -> None:
+        self.states += 1
+
+    def named(self, name: str) -> list[dict[str, str]]:
+        return [e for e in self.events if e.get("Event") == name]
+
+    async def wait(self, predicate: object, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():  # type: ignore[operator]
+                await asyncio.sleep(0.005)
+
+    async def wait_marker(self, marker: str, timeout: float = 5.0) -> dict[str, str]:
+        """Wait for the UserEvent sent by :func:`marker_event` with this name."""
+        await self.wait(lambda: any(e.get("UserEvent") == marker for e in self.events), timeout)
+        return next(e for e in self.events if e.get("UserEvent") == marker)
+
+
+def marker_event(marker: str) -> bytes:
+    return frame([("Event", "UserEvent"), ("Privilege", "user,all"), ("UserEvent", marker)])
