@@ -1,0 +1,387 @@
+"""The files operators copy: systemd unit, example config, AMI user and dialplan hooks.
+
+They are checked against the code they must agree with (config.py defaults and loader) and,
+where the tool is installed, against systemd's own verifier, because a unit or config that
+drifts from the code only fails on a production host.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import fields, replace
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from cti_bridge import config as config_mod
+from cti_bridge.config import (
+    DEFAULT_CONFIG_PATH,
+    AmiConfig,
+    Config,
+    PbxConfig,
+    Secret,
+    ZammadConfig,
+    load_config,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT = ROOT / "systemd" / "cti-bridge.service"
+EXAMPLE = ROOT / "conf" / "cti-bridge.toml"
+MANAGER = ROOT / "conf" / "asterisk" / "manager_cti.conf"
+DIALPLAN = ROOT / "conf" / "asterisk" / "extensions_cti.conf"
+
+MAX_EXPOSURE = 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# systemd unit
+
+
+def _unit_entries(text: str) -> list[tuple[str, str, str]]:
+    """(section, key, value) in file order; systemd allows repeated keys, so no dict."""
+    entries: list[tuple[str, str, str]] = []
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"not a key=value line: {raw!r}"
+        entries.append((section, key.strip(), value.strip()))
+    return entries
+
+
+def _unit_values(key: str) -> list[str]:
+    return [v for s, k, v in _unit_entries(UNIT.read_text()) if s == "Service" and k == key]
+
+
+def _unit_value(key: str) -> str:
+    values = _unit_values(key)
+    assert len(values) == 1, f"{key}= expected once in the unit, found {values}"
+    return values[0]
+
+
+def test_unit_agrees_with_config_defaults() -> None:
+    assert _unit_value("Type") == "notify"
+    assert _unit_value("NotifyAccess") == "main"
+    assert _unit_value("WatchdogSec")
+    assert _unit_value("DynamicUser") == "yes"
+    assert _unit_value("CapabilityBoundingSet") == ""
+
+    exec_start = _unit_value("ExecStart").split()
+    assert PurePosixPath(exec_start[0]).name == "cti-bridge"
+    assert exec_start[1] == "run"
+    assert exec_start[exec_start.index("--config") + 1] == DEFAULT_CONFIG_PATH
+    assert f"/etc/{_unit_value('ConfigurationDirectory')}" == str(
+        PurePosixPath(DEFAULT_CONFIG_PATH).parent
+    )
+
+    # The default spool and status socket must lie in the directories systemd creates,
+    # as nothing else is writable under ProtectSystem=strict.
+    spool = PurePosixPath(config_mod.SpoolConfig().path)
+    assert spool.parent == PurePosixPath("/var/lib") / _unit_value("StateDirectory")
+    socket = PurePosixPath(config_mod.StatusConfig().socket)
+    assert socket.parent == PurePosixPath("/run") / _unit_value("RuntimeDirectory")
+
+
+def test_unit_credentials_match_example_config() -> None:
+    creds = dict(v.split(":", 1) for v in _unit_values("LoadCredential"))
+    text = EXAMPLE.read_text()
+    for key in ("secret_file", "url_file"):
+        m = re.search(rf'^{key}\s*=\s*"([^"]+)"', text, re.MULTILINE)
+        assert m, f"{key} not set in {EXAMPLE.name}"
+        name = m.group(1)
+        assert name in creds, f"{key} = {name!r} has no LoadCredential={name}:..."
+        # The on-disk source sits next to the config, so a root shell finds it too.
+        assert PurePosixPath(creds[name]) == PurePosixPath(DEFAULT_CONFIG_PATH).parent / name
+
+
+@pytest.fixture
+def verifiable_unit(tmp_path: Path) -> Path:
+    """The unit with ExecStart pointing at an existing binary (verify checks that it exists)."""
+    exe = Path(sys.executable).parent / "cti-bridge"
+    target = str(exe) if exe.exists() else "/bin/true"
+    text = re.sub(r"^ExecStart=\S+", f"ExecStart={target}", UNIT.read_text(), flags=re.MULTILINE)
+    path = tmp_path / UNIT.name
+    path.write_text(text)
+    return path
+
+
+def _systemd_analyze() -> str:
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze not installed (Debian/Ubuntu package: systemd)")
+    return exe
+
+
+def test_unit_passes_systemd_analyze_verify(verifiable_unit: Path) -> None:
+    exe = _systemd_analyze()
+    proc = subprocess.run(
+        [exe, "verify", str(verifiable_unit)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Unknown or misspelt directives are only warnings; treat them as failures.
+    assert "Unknown key" not in proc.stderr, proc.stderr
+    assert "Unknown lvalue" not in proc.stderr, proc.stderr
+
+
+def test_unit_exposure_score(verifiable_unit: Path) -> None:
+    exe = _systemd_analyze()
+    helptext = subprocess.run([exe, "security", "--help"], capture_output=True, text=True).stdout
+    if "--offline" not in helptext:
+        pytest.skip("systemd-analyze security --offline needs systemd 250 or later")
+    proc = subprocess.run(
+        [exe, "security", "--offline=yes", "--no-pager", str(verifiable_unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
+    assert m, proc.stdout + proc.stderr
+    assert float(m.group(1)) <= MAX_EXPOSURE, proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Example configuration
+
+
+@pytest.fixture
+def credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A $CREDENTIALS_DIRECTORY as systemd's LoadCredential= would create it."""
+    cred = tmp_path / "credentials"
+    cred.mkdir()
+    (cred / "ami-secret").write_text("ami-s3cret\n")
+    (cred / "zammad-url").write_text("https://zammad.example/api/v1/cti/T0KEN\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(cred))
+    return cred
+
+
+def test_example_config_loads_with_credentials(credentials: Path) -> None:
+    cfg = load_config(EXAMPLE, strict=True)
+    assert cfg.warnings == ()
+    assert cfg.ami.username == "cti-bridge"
+    assert cfg.ami.secret.get() == "ami-s3cret"
+    assert cfg.zammad.url.get() == "https://zammad.example/api/v1/cti/T0KEN"
+    assert "T0KEN" not in cfg.zammad.display_url
+
+
+def test_example_config_shows_the_defaults(credentials: Path) -> None:
+    """The example claims "every key shown with its default": hold it to that."""
+    cfg = load_config(EXAMPLE)
+    expected = Config(
+        ami=replace(AmiConfig(), username=cfg.ami.username, secret=cfg.ami.secret),
+        zammad=replace(ZammadConfig(), url=cfg.zammad.url),
+    )
+    for f in fields(Config):
+        if f.name in ("path", "warnings"):
+            continue
+        assert getattr(cfg, f.name) == getattr(expected, f.name), f"[{f.name}] differs"
+
+
+def test_example_config_documents_every_key() -> None:
+    text = EXAMPLE.read_text()
+    for section, keys in config_mod._SCHEMA.items():
+        assert re.search(rf"^\[{section}\]$", text, re.MULTILINE), f"[{section}] missing"
+        for key in keys:
+            # Set, or shown commented out ("# key = ...").
+            assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), f"[{section}] {key} missing"
+    assert re.search(r"^\[users\]$", text, re.MULTILINE)
+
+
+def test_example_config_finds_secrets_next_to_it_without_systemd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    cfg_path = tmp_path / "cti-bridge.toml"
+    shutil.copy(EXAMPLE, cfg_path)
+    (tmp_path / "ami-secret").write_text("beside\n")
+    (tmp_path / "zammad-url").write_text("https://z.example/api/v1/cti/abc\n")
+    cfg = load_config(cfg_path)
+    assert cfg.ami.secret == Secret("beside")
+    assert cfg.zammad.url.get().endswith("/abc")
+
+
+def test_example_config_fails_clearly_without_secret_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    cfg_path = tmp_path / "cti-bridge.toml"
+    shutil.copy(EXAMPLE, cfg_path)
+    with pytest.raises(config_mod.ConfigError, match=r"\[ami\] secret_file: cannot read"):
+        load_config(cfg_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Asterisk: manager user
+
+
+def _asterisk_sections(text: str) -> dict[str, list[tuple[str, str]]]:
+    """Asterisk .conf: [section], key = value, ';' comments (no escapes used in our files)."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for raw in text.splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if not line:
+            continue
+        m = re.fullmatch(r"\[([^\]]+)\]", line)
+        if m:
+            current = sections.setdefault(m.group(1), [])
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and current is not None, f"unexpected line {raw!r}"
+        current.append((key.strip(), value.lstrip(">").strip()))
+    return sections
+
+
+# Events the bridge relies on; a filter must never drop them.
+NEEDED_EVENTS = ("Newchannel", "Newstate", "NewCallerid", "NewConnectedLine", "Hangup",
+                 "HangupRequest", "SoftHangupRequest", "DialBegin", "DialState", "DialEnd",
+                 "BridgeEnter", "BridgeLeave", "BlindTransfer", "AttendedTransfer", "Pickup",
+                 "LocalBridge", "LocalOptimizationEnd", "QueueCallerJoin", "QueueCallerLeave",
+                 "QueueCallerAbandon", "AgentCalled", "AgentConnect", "AgentComplete",
+                 "AgentRingNoAnswer", "UserEvent", "FullyBooted", "Shutdown")  # fmt: skip
+NOISE_EVENTS = ("Newexten", "VarSet")
+AMI_CLASSES = {"system", "call", "log", "verbose", "agent", "user", "config", "command", "dtmf",
+               "reporting", "cdr", "dialplan", "originate", "agi", "cc", "aoc", "test",
+               "security", "message"}  # fmt: skip
+
+
+def _manager_user() -> dict[str, list[str]]:
+    sections = _asterisk_sections(MANAGER.read_text())
+    assert list(sections) == ["cti-bridge"], "one AMI user, named like [ami] username"
+    user: dict[str, list[str]] = {}
+    for key, value in sections["cti-bridge"]:
+        user.setdefault(key, []).append(value)
+    return user
+
+
+def _classes(value: str) -> set[str]:
+    return {c.strip() for c in value.split(",")}
+
+
+def test_manager_user_is_least_privilege() -> None:
+    user = _manager_user()
+    (read,) = user["read"]
+    (write,) = user["write"]
+    for perm in (read, write):
+        assert "all" not in _classes(perm)
+        assert _classes(perm) <= AMI_CLASSES, perm
+    assert _classes(read) >= {"call", "agent", "system"}
+    assert not _classes(read) & {"dialplan", "config", "command", "originate", "cdr"}
+    assert not _classes(write) & {"system", "config", "command", "originate", "agi"}
+    assert user["deny"] == ["0.0.0.0/0.0.0.0"]
+    assert "127.0.0.1/255.255.255.255" in user["permit"]
+    assert int(user["writetimeout"][0]) >= 1000
+
+
+def _example_username() -> str:
+    m = re.search(r'^username\s*=\s*"([^"]+)"', EXAMPLE.read_text(), re.MULTILINE)
+    assert m
+    return m.group(1)
+
+
+def test_manager_user_name_matches_example_config() -> None:
+    assert list(_asterisk_sections(MANAGER.read_text())) == [_example_username()]
+
+
+def _legacy_filters(lines: Iterator[str]) -> list[tuple[bool, re.Pattern[str]]]:
+    out = []
+    for value in lines:
+        negative = value.startswith("!")
+        out.append((negative, re.compile(value[1:] if negative else value)))
+    return out
+
+
+def _passes(filters: list[tuple[bool, re.Pattern[str]]], event: str) -> bool:
+    """Legacy manager.c semantics: include filters first (if any), then exclude filters."""
+    payload = f"Event: {event}\r\nPrivilege: call,all\r\nChannel: PJSIP/trunk-00000001\r\n"
+    includes = [p for neg, p in filters if not neg]
+    excludes = [p for neg, p in filters if neg]
+    if includes and not any(p.search(payload) for p in includes):
+        return False
+    return not any(p.search(payload) for p in excludes)
+
+
+@pytest.mark.parametrize("variant", ["active", "commented alternative"])
+def test_manager_event_filters_keep_needed_events(variant: str) -> None:
+    if variant == "active":
+        values = _manager_user()["eventfilter"]
+    else:
+        values = re.findall(r"^;eventfilter = (.+)$", MANAGER.read_text(), re.MULTILINE)
+        assert values, "the commented positive-list alternative is missing"
+    for value in values:
+        assert ";" not in value, "a legacy filter cannot contain ';'"
+    filters = _legacy_filters(iter(values))
+    dropped = [e for e in NEEDED_EVENTS if not _passes(filters, e)]
+    assert dropped == []
+    assert [e for e in NOISE_EVENTS if _passes(filters, e)] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Asterisk: dialplan hooks
+
+
+_PRIORITY = re.compile(r"^;?\s*(exten|same)\s*=>\s*(.*)$")
+
+
+def _dialplan_steps() -> list[tuple[str, str, str]]:
+    """(context, extension, application call) for every priority, commented examples included."""
+    steps: list[tuple[str, str, str]] = []
+    context = exten = ""
+    for raw in DIALPLAN.read_text().splitlines():
+        m = re.fullmatch(r";?\[([^\]]+)\]\s*", raw)
+        if m:
+            context, exten = m.group(1), ""
+            continue
+        m = _PRIORITY.match(raw)
+        if not m:
+            continue
+        kind, rest = m.groups()
+        if kind == "exten":
+            exten, _, rest = rest.partition(",")
+            _, _, app = rest.partition(",")
+        else:
+            _, _, app = rest.partition(",")
+        assert exten, f"'same =>' without an extension: {raw!r}"
+        steps.append((context, exten, app.strip()))
+    return steps
+
+
+def test_dialplan_sets_agisighup_before_every_agi() -> None:
+    steps = _dialplan_steps()
+    agi_steps = [i for i, (_, _, app) in enumerate(steps) if app.startswith("AGI(")]
+    assert len(agi_steps) >= 6
+    for i in agi_steps:
+        context, exten, app = steps[i]
+        earlier = [a for c, e, a in steps[:i] if (c, e) == (context, exten)]
+        assert "Set(AGISIGHUP=no)" in earlier, f"[{context}] {exten}: {app} without AGISIGHUP=no"
+
+
+def test_dialplan_agi_calls_follow_the_contract() -> None:
+    listen = config_mod.AgiConfig().listen
+    contract = re.compile(rf"AGI\(agi://{re.escape(listen)}/newcall(,[^,()]*(\([^)]*\))?){{0,2}}\)")
+    for context, exten, app in _dialplan_steps():
+        if app.startswith("AGI("):
+            assert contract.fullmatch(app), f"[{context}] {exten}: {app}"
+
+
+def test_dialplan_inbound_context_is_a_default_trunk_context() -> None:
+    """Calls entering the hook context must still be classified as inbound by default."""
+    contexts = {c for c, _, _ in _dialplan_steps()}
+    assert "from-trunk-cti" in contexts
+    assert any(fnmatch.fnmatchcase("from-trunk-cti", p) for p in PbxConfig().trunk_contexts)
+
+
+def test_dialplan_freepbx_hooks_end_properly() -> None:
+    """A macro hook must end with MacroExit() (FreePBX 16) or Return() (Gosub, FreePBX 17)."""
+    hooks = [a for c, _, a in _dialplan_steps() if c == "macro-dialout-trunk-predial-hook"]
+    assert hooks.count("MacroExit()") == 1
+    assert hooks.count("Return()") == 1
