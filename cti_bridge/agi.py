@@ -276,7 +276,7 @@ class AgiServer:
         self._decide = decide
         self._max_connections = max_connections
         self._io_timeout = io_timeout
-        self._allow = [ipaddress.ip_network(a, strict=False) for a in cfg.allow]
+        self._allow = parse_allow(cfg.allow)
         host, _ = cfg.host_port
         if not self._allow and not _is_loopback(host):
             # Config validation already refuses this; a programmatic caller must not bypass it.
@@ -444,6 +444,22 @@ class AgiServer:
         reply = await s.command("SET VARIABLE", name, value)
         if not reply.ok:
             log.warning("FastAGI: SET VARIABLE %s answered %d", name, reply.code)
+
+
+def parse_allow(
+    entries: tuple[str, ...] | list[str],
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """``[agi] allow`` entries: addresses (``192.0.2.10``) or networks (``192.0.2.0/24``)."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(
+                f"[agi] allow: {entry!r} is not an IP address or network (hostnames are not "
+                "accepted)"
+            ) from None
+    return networks
 
 
 def _is_loopback(host: str) -> bool:

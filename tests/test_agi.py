@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cti_bridge.agi import AgiDecision, AgiRequest, AgiServer, build_request, quote_arg
+from cti_bridge.agi import (
+    AgiDecision,
+    AgiRequest,
+    AgiServer,
+    build_request,
+    parse_allow,
+    quote_arg,
+)
 from cti_bridge.config import AgiConfig
 
 LINKEDID = "1700000000.12"
@@ -331,7 +338,14 @@ async def test_allow_list_refuses_other_peers() -> None:
 def test_non_loopback_listen_needs_allow_list() -> None:
     with pytest.raises(ValueError, match="allow"):
         AgiServer(AgiConfig(listen="0.0.0.0:4573"), Decider())
-    AgiServer(AgiConfig(listen="0.0.0.0:4573", allow=("10.0.0.0/8",)), Decider())
+    AgiServer(AgiConfig(listen="0.0.0.0:4573", allow=("10.0.0.0/8", "192.0.2.10")), Decider())
+    with pytest.raises(ValueError, match=r"pbx\.example"):
+        AgiServer(AgiConfig(listen="0.0.0.0:4573", allow=("pbx.example",)), Decider())
+
+
+def test_parse_allow() -> None:
+    nets = parse_allow(["192.0.2.10", "10.1.2.3/8", "2001:db8::/32"])
+    assert [str(n) for n in nets] == ["192.0.2.10/32", "10.0.0.0/8", "2001:db8::/32"]
 
 
 async def test_connection_limit() -> None:
