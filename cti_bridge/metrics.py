@@ -14,12 +14,17 @@ Snapshot keys read (missing keys just leave the series out)::
     ami.frames_malformed            -> cti_bridge_ami_frames_malformed_total
     zammad.state == "ok"            -> cti_bridge_zammad_up
     zammad.retries                  -> cti_bridge_post_retries_total
+    ami.reconnects                  -> cti_bridge_ami_reconnects_total
     spool.pending                   -> cti_bridge_outbox_depth
     spool.oldest_age_s              -> cti_bridge_outbox_oldest_age_seconds
-    spool.dead_total (or .dead)     -> cti_bridge_dead_letters_total
+    spool.dead_total, spool.dead    -> cti_bridge_dead_letters_total
     calls.active                    -> cti_bridge_active_calls
     agi.decisions.{action}          -> cti_bridge_agi_decisions_total{action}
     agi.timeouts / errors / dropped / refused -> cti_bridge_agi_{...}_total
+
+(``pending``, ``oldest_age_s`` and ``dead`` are also found under ``zammad``, where
+``Delivery.status()`` puts them.) Also exported: ``cti_bridge_build_info{version}`` and the
+``process_*`` metrics of prometheus_client.
 
 The HTTP server runs in a thread (prometheus_client). Since the snapshot reads state owned by
 the asyncio loop, a scrape runs ``snapshot()`` on that loop when one is known, instead of
@@ -41,12 +46,15 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    Info,
+    ProcessCollector,
     generate_latest,
     start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from . import __version__
 from .config import split_listen
 
 log = logging.getLogger(__name__)
@@ -60,65 +68,57 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 class _Series:
     name: str  # counters without the _total suffix; prometheus_client appends it
     kind: Literal["gauge", "counter"]
-    path: tuple[str, ...]
+    paths: tuple[str, ...]  # dotted snapshot paths, first present one wins
     help: str
-    label: str | None = None  # the value at path is a {label value: number} mapping
-    fallback: tuple[str, ...] | None = None
+    label: str | None = None  # the value is a {label value: number} mapping
+
+
+def _gauge(name: str, paths: str, help: str, label: str | None = None) -> _Series:
+    return _Series(name, "gauge", tuple(paths.split()), help, label)
+
+
+def _counter(name: str, paths: str, help: str, label: str | None = None) -> _Series:
+    return _Series(name, "counter", tuple(paths.split()), help, label)
 
 
 _SERIES = (
-    _Series("cti_bridge_ami_connected", "gauge", ("ami", "connected"), "1 while logged in to AMI"),
-    _Series("cti_bridge_ami_events", "counter", ("ami", "events_read"), "AMI events read"),
-    _Series(
-        "cti_bridge_ami_events_filtered",
-        "counter",
-        ("ami", "events_filtered"),
-        "AMI events ignored as irrelevant to calls",
+    _gauge("cti_bridge_ami_connected", "ami.connected", "1 while logged in to AMI"),
+    _counter("cti_bridge_ami_events", "ami.events_read", "AMI events read"),
+    _counter(
+        "cti_bridge_ami_events_filtered", "ami.events_filtered", "AMI events ignored (not calls)"
     ),
-    _Series(
-        "cti_bridge_ami_frames_malformed",
-        "counter",
-        ("ami", "frames_malformed"),
-        "AMI frames that could not be parsed",
-    ),
-    _Series("cti_bridge_zammad_up", "gauge", ("zammad", "up"), "1 while Zammad accepts events"),
-    _Series("cti_bridge_post_retries", "counter", ("zammad", "retries"), "Retried POSTs"),
-    _Series("cti_bridge_outbox_depth", "gauge", ("spool", "pending"), "Events waiting to post"),
-    _Series(
+    _counter("cti_bridge_ami_frames_malformed", "ami.frames_malformed", "Unparsable AMI frames"),
+    _counter("cti_bridge_ami_reconnects", "ami.reconnects", "AMI logins after the first"),
+    _gauge("cti_bridge_zammad_up", "zammad.up", "1 while Zammad accepts events"),
+    _counter("cti_bridge_post_retries", "zammad.retries", "POSTs to Zammad that will be retried"),
+    _gauge("cti_bridge_outbox_depth", "spool.pending zammad.pending", "Events waiting to post"),
+    _gauge(
         "cti_bridge_outbox_oldest_age_seconds",
-        "gauge",
-        ("spool", "oldest_age_s"),
+        "spool.oldest_age_s zammad.oldest_age_s",
         "Age of the oldest waiting event",
     ),
-    _Series(
+    _counter(
         "cti_bridge_dead_letters",
-        "counter",
-        ("spool", "dead_total"),
+        "spool.dead_total spool.dead zammad.dead",
         "Events given up on (too old or refused by Zammad)",
-        fallback=("spool", "dead"),
     ),
-    _Series("cti_bridge_active_calls", "gauge", ("calls", "active"), "Calls in progress"),
-    _Series(
-        "cti_bridge_agi_decisions",
-        "counter",
-        ("agi", "decisions"),
-        "FastAGI decisions applied",
-        label="action",
-    ),
-    _Series("cti_bridge_agi_timeouts", "counter", ("agi", "timeouts"), "AGI decision timeouts"),
-    _Series("cti_bridge_agi_errors", "counter", ("agi", "errors"), "AGI decision/dialogue errors"),
-    _Series("cti_bridge_agi_dropped", "counter", ("agi", "dropped"), "AGI connections dropped"),
-    _Series("cti_bridge_agi_refused", "counter", ("agi", "refused"), "AGI peers not allowed"),
+    _gauge("cti_bridge_active_calls", "calls.active", "Calls in progress"),
+    _counter("cti_bridge_agi_decisions", "agi.decisions", "FastAGI decisions applied", "action"),
+    _counter("cti_bridge_agi_timeouts", "agi.timeouts", "AGI decisions that timed out"),
+    _counter("cti_bridge_agi_errors", "agi.errors", "AGI decision or dialogue errors"),
+    _counter("cti_bridge_agi_dropped", "agi.dropped", "AGI connections dropped"),
+    _counter("cti_bridge_agi_refused", "agi.refused", "AGI peers not in [agi] allow"),
 )
 
 
-def _lookup(doc: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = doc
-    for key in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
+def _lookup(doc: Mapping[str, Any], paths: tuple[str, ...]) -> Any:
+    for path in paths:
+        value: Any = doc
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if value is not None:
+            return value
+    return None
 
 
 def _number(value: Any) -> float | None:
@@ -140,9 +140,7 @@ def _derived(doc: Mapping[str, Any]) -> Mapping[str, Any]:
 def families(doc: Mapping[str, Any]) -> Iterable[Metric]:
     doc = _derived(doc)
     for series in _SERIES:
-        value = _lookup(doc, series.path)
-        if value is None and series.fallback:
-            value = _lookup(doc, series.fallback)
+        value = _lookup(doc, series.paths)
         family: GaugeMetricFamily | CounterMetricFamily
         labels = [series.label] if series.label else None
         if series.kind == "gauge":
@@ -193,6 +191,10 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_SnapshotCollector(self._read_snapshot))
+        ProcessCollector(registry=self.registry)
+        Info("cti_bridge_build", "cti-bridge version", registry=self.registry).info(
+            {"version": __version__}
+        )
         self._httpd: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 

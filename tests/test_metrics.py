@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from cti_bridge import __version__
 from cti_bridge.metrics import Metrics
 
 SNAPSHOT: dict[str, Any] = {
@@ -66,6 +67,22 @@ def test_values_follow_the_snapshot_and_missing_keys_are_left_out() -> None:
     got = samples(metrics.render())
     assert got[("cti_bridge_active_calls", ())] == 9
     assert not any(name == "cti_bridge_outbox_depth" for name, _ in got)
+
+
+def test_delivery_status_keys_under_zammad() -> None:
+    # Delivery.status() reports the outbox under "zammad"; the spool section wins when present.
+    doc = {"zammad": {"state": "down", "pending": 4, "oldest_age_s": 30.0, "dead": 6}}
+    got = samples(Metrics(lambda: doc).render())
+    assert got[("cti_bridge_outbox_depth", ())] == 4
+    assert got[("cti_bridge_outbox_oldest_age_seconds", ())] == 30
+    assert got[("cti_bridge_dead_letters_total", ())] == 6
+    doc["spool"] = {"pending": 1}
+    assert samples(Metrics(lambda: doc).render())[("cti_bridge_outbox_depth", ())] == 1
+
+
+def test_build_info() -> None:
+    got = samples(Metrics(lambda: {}).render())
+    assert got[("cti_bridge_build_info", (("version", __version__),))] == 1
 
 
 def test_observe_post() -> None:
