@@ -277,7 +277,10 @@ class LeanAMIProtocol(AMIProtocol):
                 except Exception:
                     self._stats.frames_malformed += 1
                     self._rlog(
-                        "frame-error", logging.ERROR, "AMI frame could not be handled", exc_info=True
+                        "frame-error",
+                        logging.ERROR,
+                        "AMI frame could not be handled",
+                        exc_info=True,
                     )
         now = time.time()
         self._stats.last_event_at = now
@@ -332,9 +335,7 @@ class LeanAMIProtocol(AMIProtocol):
         if frame.startswith("Event: "):
             nl = frame.find("\n")
             name = frame[7:] if nl < 0 else frame[7:nl]
-            if name not in self._wanted and not (
-                self.responses and "\nActionID: " in frame
-            ):
+            if name not in self._wanted and not (self.responses and "\nActionID: " in frame):
                 self._stats.events_filtered += 1
                 return
         elif frame.startswith("Response:"):
@@ -348,8 +349,8 @@ class LeanAMIProtocol(AMIProtocol):
         if action_id is not None and action_id in self.responses:
             self._to_action(frame)
             return
-        name = headers.get("Event")
-        if name is None:
+        event_name = headers.get("Event")
+        if event_name is None:
             if "Response" in headers:  # not first: unusual, still an answer
                 self._to_action(frame)
                 return
@@ -357,7 +358,7 @@ class LeanAMIProtocol(AMIProtocol):
                 self._stats.frames_malformed += 1
                 self._rlog("no-event", logging.WARNING, "AMI frame without Event or Response")
             return
-        if name not in self._wanted:
+        if event_name not in self._wanted:
             self._stats.events_filtered += 1
             return
         self._stats.events_read += 1
@@ -369,7 +370,7 @@ class LeanAMIProtocol(AMIProtocol):
         if message is None:
             self._stats.frames_malformed += 1
             return
-        action = self.responses.get(message.id)
+        action: Any = self.responses.get(message.id)
         if action is None and message.action_id:
             action = self.responses.get(message.action_id)
         self.handle_message(message)

@@ -226,10 +226,9 @@ class AmiClient:
         self._mgr.reconnect_timeout = self.cfg.reconnect_interval
         self._watchdog = asyncio.create_task(self._watch(), name="ami-watchdog")
         log.info("AMI connecting to %s:%d as %r", self.cfg.host, self.cfg.port, self.cfg.username)
-        try:
+        # A refusal is already recorded by _connect_failed and panoramisk retries by itself.
+        with contextlib.suppress(OSError):
             await self._mgr.connect()
-        except OSError:
-            pass  # already recorded by _connect_failed; panoramisk retries by itself
 
     async def stop(self) -> None:
         mgr = self._mgr
@@ -320,8 +319,9 @@ class AmiClient:
         )
         return results
 
-    async def _request(self, fields: dict[str, str], timeout: float, as_list: bool | None = None
-                       ) -> Message | list[Message] | None:
+    async def _request(
+        self, fields: dict[str, str], timeout: float, as_list: bool | None = None
+    ) -> Message | list[Message] | None:
         """Send an action; None when not connected, on timeout or when the link drops."""
         mgr = self._mgr
         proto = None if mgr is None else mgr.protocol

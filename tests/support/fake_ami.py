@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -146,13 +147,15 @@ class FakeAmi:
             if client.wants(text):
                 await self._write(client, data)
 
-    async def send_raw(self, data: bytes, split_at: Sequence[int] = (), pause: float = 0.02) -> None:
+    async def send_raw(
+        self, data: bytes, split_at: Sequence[int] = (), pause: float = 0.02
+    ) -> None:
         """Send bytes as-is to every logged-in client, in pieces cut at ``split_at`` offsets.
 
         Between pieces the server drains and sleeps, so the client reads them separately.
         """
         cuts = [0, *sorted(split_at), len(data)]
-        pieces = [data[a:b] for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+        pieces = [data[a:b] for a, b in itertools.pairwise(cuts) if b > a]
         for client in self.logged_in_clients:
             async with client.lock:
                 for i, piece in enumerate(pieces):
@@ -173,8 +176,12 @@ class FakeAmi:
     async def shutdown(self) -> None:
         """Asterisk stopping: Shutdown event, then close."""
         await self.send_event(
-            [("Event", "Shutdown"), ("Privilege", "system,all"), ("Shutdown", "Cleanly"),
-             ("Restart", "True")]
+            [
+                ("Event", "Shutdown"),
+                ("Privilege", "system,all"),
+                ("Shutdown", "Cleanly"),
+                ("Restart", "True"),
+            ]
         )
         for client in self.clients:
             client.writer.close()
@@ -242,26 +249,38 @@ class FakeAmi:
         if act == "login":
             return await self._login(client, lower, ids)
         if not client.logged_in or act in self.denied:
-            await self._reply(client, [("Response", "Error"), *ids,
-                                       ("Message", "Permission denied")])
+            await self._reply(
+                client, [("Response", "Error"), *ids, ("Message", "Permission denied")]
+            )
             return True
         if act == "ping":
-            await self._reply(client, [("Response", "Success"), *ids, ("Ping", "Pong"),
-                                       ("Timestamp", "1700000000.123456")])
+            await self._reply(
+                client,
+                [
+                    ("Response", "Success"),
+                    *ids,
+                    ("Ping", "Pong"),
+                    ("Timestamp", "1700000000.123456"),
+                ],
+            )
         elif act == "logoff":
-            await self._reply(client, [("Response", "Goodbye"), *ids,
-                                       ("Message", "Thanks for all the fish.")])
+            await self._reply(
+                client, [("Response", "Goodbye"), *ids, ("Message", "Thanks for all the fish.")]
+            )
             return False
         elif act == "events":
             client.events_on = lower.get("eventmask", "on").lower() != "off"
-            await self._reply(client, [("Response", "Success"), *ids,
-                                       ("Events", "On" if client.events_on else "Off")])
+            await self._reply(
+                client,
+                [("Response", "Success"), *ids, ("Events", "On" if client.events_on else "Off")],
+            )
         elif act == "filter":
             text = lower.get("filter", "")
             exclude = text.startswith("!")
             client.filters.append((not exclude, re.compile(text[1:] if exclude else text)))
-            await self._reply(client, [("Response", "Success"), *ids,
-                                       ("Message", "Filter Added Successfully")])
+            await self._reply(
+                client, [("Response", "Success"), *ids, ("Message", "Filter Added Successfully")]
+            )
         elif act == "coreshowchannels":
             await self._core_show_channels(client, ids)
         elif act == "hangup":
@@ -271,39 +290,61 @@ class FakeAmi:
             extra = [(k, v) for k, v in headers if k.lower() not in ("action", "actionid")]
             await self.send_event([("Event", "UserEvent"), ("Privilege", "user,all"), *extra])
         else:
-            await self._reply(client, [
-                ("Response", "Error"), *ids,
-                ("Message", f"Invalid/unknown command: {name}. Use Action: ListCommands to show"
-                            " available commands."),
-            ])
+            await self._reply(
+                client,
+                [
+                    ("Response", "Error"),
+                    *ids,
+                    (
+                        "Message",
+                        f"Invalid/unknown command: {name}. Use Action: ListCommands to show"
+                        " available commands.",
+                    ),
+                ],
+            )
         return True
 
-    async def _login(self, client: _Client, h: dict[str, str], ids: list[tuple[str, str]]
-                     ) -> bool:
+    async def _login(self, client: _Client, h: dict[str, str], ids: list[tuple[str, str]]) -> bool:
         if (
             not self.accept_logins
             or h.get("username") != self.username
             or h.get("secret") != self.secret
         ):
             self.logins_failed += 1
-            await self._reply(client, [("Response", "Error"), *ids,
-                                       ("Message", "Authentication failed")])
+            await self._reply(
+                client, [("Response", "Error"), *ids, ("Message", "Authentication failed")]
+            )
             return False  # Asterisk closes after a failed login
         client.logged_in = True
         client.events_on = h.get("events", "on").lower() != "off"
-        await self._reply(client, [("Response", "Success"), *ids,
-                                   ("Message", "Authentication accepted")])
+        await self._reply(
+            client, [("Response", "Success"), *ids, ("Message", "Authentication accepted")]
+        )
         if self.fully_booted:
-            await self._reply(client, [("Event", "FullyBooted"), ("Privilege", "system,all"),
-                                       ("Uptime", "100"), ("LastReload", "100"),
-                                       ("Status", "Fully Booted")])
+            await self._reply(
+                client,
+                [
+                    ("Event", "FullyBooted"),
+                    ("Privilege", "system,all"),
+                    ("Uptime", "100"),
+                    ("LastReload", "100"),
+                    ("Status", "Fully Booted"),
+                ],
+            )
         self.logins_ok += 1
         self._login_event.set()
         return True
 
     async def _core_show_channels(self, client: _Client, ids: list[tuple[str, str]]) -> None:
-        await self._reply(client, [("Response", "Success"), *ids, ("EventList", "start"),
-                                   ("Message", "Channels will follow")])
+        await self._reply(
+            client,
+            [
+                ("Response", "Success"),
+                *ids,
+                ("EventList", "start"),
+                ("Message", "Channels will follow"),
+            ],
+        )
         interleave = list(self.list_interleave)
         for chan in self.channels:
             await self._reply(client, [("Event", "CoreShowChannel"), *ids, *chan.items()])
@@ -314,21 +355,24 @@ class FakeAmi:
                 await self._reply(client, items)
         for ev in interleave:
             await self._reply(client, [*ev.items()])
-        await self._reply(client, [("Event", "CoreShowChannelsComplete"), *ids,
-                                   ("EventList", "Complete"),
-                                   ("ListItems", str(len(self.channels)))])
+        await self._reply(
+            client,
+            [
+                ("Event", "CoreShowChannelsComplete"),
+                *ids,
+                ("EventList", "Complete"),
+                ("ListItems", str(len(self.channels))),
+            ],
+        )
 
-    async def _hangup(self, client: _Client, h: dict[str, str], ids: list[tuple[str, str]]
-                      ) -> None:
+    async def _hangup(self, client: _Client, h: dict[str, str], ids: list[tuple[str, str]]) -> None:
         name = h.get("channel", "")
         known = [c for c in self.channels if c.get("Channel") == name]
         if not known:
-            await self._reply(client, [("Response", "Error"), *ids,
-                                       ("Message", "No such channel")])
+            await self._reply(client, [("Response", "Error"), *ids, ("Message", "No such channel")])
             return
         self.hangups.append({"Channel": name, "Cause": h.get("cause", "")})
-        await self._reply(client, [("Response", "Success"), *ids,
-                                   ("Message", "Channel Hungup")])
+        await self._reply(client, [("Response", "Success"), *ids, ("Message", "Channel Hungup")])
 
 
 # -- client-side helpers shared by the AMI tests ----------------------------------------------
