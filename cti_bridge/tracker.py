@@ -556,17 +556,16 @@ class CallTracker:
         return self._extension(ch) or ANONYMOUS
 
     def _extension(self, ch: Channel) -> str:
-        """A phone's extension.
+        """A phone's number as Zammad should see it.
 
-        A number or endpoint known in [users] wins over a caller id the dialplan rewrote; an
-        all-digit endpoint name (FreePBX names PJSIP endpoints by extension) comes next.
+        A number or endpoint known in [users] wins over a caller id the dialplan rewrote (FreePBX
+        puts the trunk's caller id on the phone's channel before the trunk Dial); otherwise the
+        caller id number, then the endpoint name.
         """
         users = self.rules.users
         for candidate in (ch.first_num, ch.cid_num, ch.endpoint):
             if candidate and candidate in users:
                 return candidate
-        if ch.endpoint.isdigit():
-            return ch.endpoint
         return NumberPlan.digits(ch.cid_num) or ch.endpoint
 
     def _user_name(self, ch: Channel) -> str:
