@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from cti_bridge import config as config_mod
+from cti_bridge._amiproto import DEFAULT_WANTED_EVENTS
 from cti_bridge.config import (
     DEFAULT_CONFIG_PATH,
     AmiConfig,
@@ -241,13 +242,9 @@ def _asterisk_sections(text: str) -> dict[str, list[tuple[str, str]]]:
     return sections
 
 
-# Events the bridge relies on; a filter must never drop them.
-NEEDED_EVENTS = ("Newchannel", "Newstate", "NewCallerid", "NewConnectedLine", "Hangup",
-                 "HangupRequest", "SoftHangupRequest", "DialBegin", "DialState", "DialEnd",
-                 "BridgeEnter", "BridgeLeave", "BlindTransfer", "AttendedTransfer", "Pickup",
-                 "LocalBridge", "LocalOptimizationEnd", "QueueCallerJoin", "QueueCallerLeave",
-                 "QueueCallerAbandon", "AgentCalled", "AgentConnect", "AgentComplete",
-                 "AgentRingNoAnswer", "UserEvent", "FullyBooted", "Shutdown")  # fmt: skip
+# Events the bridge relies on; a filter must never drop them. List items of an action
+# (CoreShowChannel...) are not subject to filters.
+NEEDED_EVENTS = sorted(e for e in DEFAULT_WANTED_EVENTS if not e.startswith("CoreShowChannel"))
 NOISE_EVENTS = ("Newexten", "VarSet")
 AMI_CLASSES = {"system", "call", "log", "verbose", "agent", "user", "config", "command", "dtmf",
                "reporting", "cdr", "dialplan", "originate", "agi", "cc", "aoc", "test",
