@@ -42,7 +42,7 @@ import contextlib
 import ipaddress
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -218,11 +218,18 @@ class _Session:
         self.io_timeout = io_timeout
         self.hungup = False
 
+    @contextlib.asynccontextmanager
+    async def deadline(self, what: str) -> AsyncIterator[None]:
+        """One deadline per exchange, so a peer dripping lines cannot hold us indefinitely."""
+        try:
+            async with asyncio.timeout(self.io_timeout):
+                yield
+        except TimeoutError:
+            raise AgiProtocolError(f"peer stalled during {what}") from None
+
     async def readline(self) -> str:
         try:
-            raw = await asyncio.wait_for(self.reader.readline(), self.io_timeout)
-        except TimeoutError:
-            raise AgiProtocolError("peer stalled") from None
+            raw = await self.reader.readline()
         except ValueError:  # StreamReader limit overrun: a line longer than MAX_LINE
             raise AgiProtocolError("line too long") from None
         if not raw.endswith(b"\n"):
@@ -232,23 +239,21 @@ class _Session:
     async def read_env(self) -> dict[str, str]:
         lines: list[str] = []
         size = 0
-        while True:
-            line = await self.readline()
-            if not line:
-                return parse_env(lines)
-            size += len(line) + 1
-            lines.append(line)
-            if len(lines) > MAX_ENV_LINES or size > MAX_ENV_BYTES:
-                raise AgiProtocolError("environment too large")
+        async with self.deadline("the environment"):
+            while line := await self.readline():
+                size += len(line) + 1
+                lines.append(line)
+                if len(lines) > MAX_ENV_LINES or size > MAX_ENV_BYTES:
+                    raise AgiProtocolError("environment too large")
+        return parse_env(lines)
 
     async def command(self, verb: str, *args: str) -> AgiReply:
-        self.writer.write((agi_command(verb, *args) + "\n").encode())
-        await asyncio.wait_for(self.writer.drain(), self.io_timeout)
-        while True:
-            line = await self.readline()
-            if line == "HANGUP":  # sent when AGISIGHUP is not "no"; the real reply follows
+        async with self.deadline(verb):
+            self.writer.write((agi_command(verb, *args) + "\n").encode())
+            await self.writer.drain()
+            while (line := await self.readline()) == "HANGUP":
+                # Sent when AGISIGHUP is not "no"; the reply to our command still follows.
                 self.hungup = True
-                continue
             reply = parse_reply(line)
             if line.startswith("520-"):  # usage text until "520 End of proper usage."
                 for _ in range(200):
@@ -256,9 +261,9 @@ class _Session:
                         break
                 else:
                     raise AgiProtocolError("520 usage text too long")
-            if reply.code == 511:
-                self.hungup = True
-            return reply
+        if reply.code == 511:
+            self.hungup = True
+        return reply
 
 
 class AgiServer:
@@ -306,9 +311,13 @@ class AgiServer:
         self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_LINE)
         log.info("FastAGI listening on %s:%d", *self.address)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting; calls being decided get ``grace`` (default: the timeout) to finish."""
         if self._server is not None:
             self._server.close()
+        if self._tasks:
+            wait = self.cfg.timeout + 0.5 if grace is None else grace
+            await asyncio.wait(list(self._tasks), timeout=wait)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

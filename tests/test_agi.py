@@ -302,6 +302,48 @@ async def test_stalled_client_is_dropped() -> None:
         assert server.snapshot()["dropped"] == 1
 
 
+async def test_dripping_client_is_dropped() -> None:
+    """Each line on time, but the environment as a whole never completes."""
+    async with serving(Decider(), io_timeout=0.3) as server:
+        host, port = server.address
+        reader, writer = await asyncio.open_connection(host, port)
+        async with asyncio.timeout(10):
+            for i in range(100):
+                writer.write(b"agi_arg_%d: x\n" % (i + 1))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                if reader.at_eof() or server.snapshot()["dropped"]:
+                    break
+            assert await reader.read() == b""
+        writer.close()
+        assert server.snapshot()["dropped"] == 1
+        assert i < 99
+
+
+async def test_hangup_flood_is_dropped() -> None:
+    def reply(cmd: str) -> bytes:
+        return b"HANGUP\n" * 100_000  # never the actual reply
+
+    decide = Decider(AgiDecision("reject"))
+    async with serving(decide, io_timeout=0.3) as server:
+        commands = await agi_call(server, reply=reply)
+        assert server.snapshot()["dropped"] == 1
+    assert commands == [GET_LINKEDID]
+    assert decide.requests == []
+
+
+async def test_stop_lets_pending_decision_finish() -> None:
+    decide = Decider(AgiDecision("reject"), delay=0.2)
+    server = AgiServer(AgiConfig(listen="127.0.0.1:0", timeout=2.0), decide)
+    await server.start()
+    call = asyncio.create_task(agi_call(server))
+    async with asyncio.timeout(10):
+        while not decide.requests:
+            await asyncio.sleep(0.01)
+    await server.stop()
+    assert await call == [GET_LINKEDID, "SET VARIABLE CTI_ACTION reject", "EXEC Hangup 17"]
+
+
 @pytest.mark.parametrize(
     "env",
     [
