@@ -1,0 +1,235 @@
+"""Durable outbox: every CTI event is committed here before its first delivery attempt.
+
+SQLite in WAL mode with ``synchronous=NORMAL``: a commit survives kill -9 of the daemon (only a
+power loss may drop the last few commits), and the ``cti-bridge spool`` CLI can read and edit the
+file from a second process while the daemon runs (busy timeout, short transactions).
+
+``pending.id`` (AUTOINCREMENT, never reused) is the global order; a call's events are delivered in
+id order. A row leaves ``pending`` only when Zammad answered it (``ack``) or it is moved to
+``dead``. Rows moved back from ``dead`` get new ids (after everything already queued, in their old
+order) and a fresh ``created_at``, so a running daemon picks them up like new events and the age
+limit that sent them there does not fire again at once.
+
+Only the CTI form fields are stored (the event JSON): never the URL, which holds the token.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .events import CtiEvent, call_id
+
+BUSY_TIMEOUT_S = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS pending_call ON pending (call_id, id);
+CREATE TABLE IF NOT EXISTS dead (
+    id INTEGER PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    reason TEXT NOT NULL,
+    dead_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_call ON dead (call_id);
+"""
+
+_COLS = "id, call_id, event, created_at, attempts, last_error"
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    call_id: str
+    event: CtiEvent
+    created_at: float
+    attempts: int = 0
+    last_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        value = self.event.get("event", "")
+        return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class DeadRow(Row):
+    reason: str = ""
+    dead_at: float = 0.0
+
+
+def _row(r: tuple[int, str, str, float, int, str | None]) -> Row:
+    return Row(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5])
+
+
+class Outbox:
+    """One connection to the spool file; use from one thread (the daemon's event loop)."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        with self._tx():
+            for stmt in filter(str.strip, _SCHEMA.split(";")):
+                self._db.execute(stmt)
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+    def _now(self) -> float:
+        return float(self._clock())
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def put(self, event: CtiEvent) -> int:
+        return self.put_many([event])[0]
+
+    def put_many(self, events: Sequence[CtiEvent]) -> list[int]:
+        """Commit all events in one transaction; return their ids, in order."""
+        now = self._now()
+        ids: list[int] = []
+        with self._tx():
+            for event in events:
+                cur = self._db.execute(
+                    "INSERT INTO pending (call_id, event, created_at) VALUES (?, ?, ?)",
+                    (call_id(event), json.dumps(event, separators=(",", ":")), now),
+                )
+                ids.append(int(cur.lastrowid or 0))
+        return ids
+
+    def ack(self, row_id: int) -> None:
+        self._db.execute("DELETE FROM pending WHERE id = ?", (row_id,))
+
+    def record_failure(self, row_id: int, error: str) -> None:
+        self._db.execute(
+            "UPDATE pending SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (error[:500], row_id),
+        )
+
+    def dead_letter(
+        self, row_id: int | None = None, reason: str = "", *, call: str | None = None
+    ) -> list[int]:
+        """Move one row, or every pending row of ``call``, to the dead-letter table."""
+        if (row_id is None) == (call is None):
+            raise ValueError("give exactly one of row_id or call")
+        where, arg = ("id = ?", row_id) if row_id is not None else ("call_id = ?", call)
+        with self._tx():
+            ids = [r[0] for r in self._db.execute(f"SELECT id FROM pending WHERE {where}", (arg,))]
+            self._db.execute(
+                f"INSERT INTO dead ({_COLS}, reason, dead_at) "
+                f"SELECT {_COLS}, ?, ? FROM pending WHERE {where}",
+                (reason[:500], self._now(), arg),
+            )
+            self._db.execute(f"DELETE FROM pending WHERE {where}", (arg,))
+        return ids
+
+    def retry_dead(self, ids: Iterable[int] | None = None) -> int:
+        """Move dead rows (all when ``ids`` is None) back to pending, after everything queued."""
+        now = self._now()
+        with self._tx():
+            if ids is None:
+                rows = self._db.execute(
+                    "SELECT id, call_id, event FROM dead ORDER BY id"
+                ).fetchall()
+            else:
+                wanted = sorted(set(ids))
+                rows = [
+                    r
+                    for i in wanted
+                    for r in self._db.execute(
+                        "SELECT id, call_id, event FROM dead WHERE id = ?", (i,)
+                    )
+                ]
+            for rid, cid, event in rows:
+                self._db.execute(
+                    "INSERT INTO pending (call_id, event, created_at) VALUES (?, ?, ?)",
+                    (cid, event, now),
+                )
+                self._db.execute("DELETE FROM dead WHERE id = ?", (rid,))
+        return len(rows)
+
+    def purge(self, dead_only: bool = True) -> int:
+        with self._tx():
+            n = self._db.execute("DELETE FROM dead").rowcount
+            if not dead_only:
+                n += self._db.execute("DELETE FROM pending").rowcount
+        return n
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def pending(self, limit: int = 1000, *, after: int = 0) -> list[Row]:
+        cur = self._db.execute(
+            f"SELECT {_COLS} FROM pending WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+        )
+        return [_row(r) for r in cur]
+
+    def pending_for_call(self, call: str) -> list[Row]:
+        cur = self._db.execute(
+            f"SELECT {_COLS} FROM pending WHERE call_id = ? ORDER BY id", (call,)
+        )
+        return [_row(r) for r in cur]
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
+
+    def count_dead(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM dead").fetchone()[0])
+
+    def max_id(self) -> int:
+        return int(self._db.execute("SELECT coalesce(max(id), 0) FROM pending").fetchone()[0])
+
+    def oldest_age(self, now: float | None = None) -> float | None:
+        oldest = self._db.execute("SELECT min(created_at) FROM pending").fetchone()[0]
+        if oldest is None:
+            return None
+        return max(0.0, (self._now() if now is None else now) - float(oldest))
+
+    def list_dead(self, limit: int = 100) -> list[DeadRow]:
+        cur = self._db.execute(
+            f"SELECT {_COLS}, reason, dead_at FROM dead ORDER BY id LIMIT ?", (limit,)
+        )
+        return [
+            DeadRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], reason=r[6], dead_at=r[7])
+            for r in cur
+        ]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT: take the write lock up front so a busy wait cannot deadlock."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
