@@ -165,17 +165,17 @@ class Delivery:
         """Commit ``event`` to the outbox, then wake a sender (called from the AMI consumer)."""
         self._submit([event])
 
-    def submit_many(self, events: Iterable[CtiEvent]) -> None:
-        self._submit(list(events))
+    def submit_many(self, events: Iterable[CtiEvent]) -> list[int]:
+        """Commit ``events`` in one transaction; returns their outbox ids, in order."""
+        return self._submit(list(events))
 
-    async def submit_and_wait(self, event: CtiEvent, timeout: float) -> ZammadAnswer | None:
-        """Commit, post ahead of the backlog, and wait at most ``timeout`` for Zammad's answer.
+    async def wait_answer(self, rid: int, timeout: float) -> ZammadAnswer | None:
+        """Zammad's answer to an event already submitted (AMI-only reject); None if not seen.
 
-        None on timeout or while Zammad is not healthy: the event stays queued and goes out later,
-        but the caller (the FastAGI hook, holding a ringing call) must not wait for it.
+        Registered after the submit: if the post finished before we look, the answer is gone
+        and we give up, which is fine for a best-effort reject.
         """
-        (rid,) = self._submit([event], priority=True)
-        if not self._running or self._state != "ok" or rid not in self._ids:
+        if not self._running or rid not in self._ids:
             return None
         fut: asyncio.Future[ZammadAnswer | None] = asyncio.get_running_loop().create_future()
         self._waiters[rid] = fut
@@ -185,6 +185,17 @@ class Delivery:
             return None
         finally:
             self._waiters.pop(rid, None)
+
+    async def submit_and_wait(self, event: CtiEvent, timeout: float) -> ZammadAnswer | None:
+        """Commit, post ahead of the backlog, and wait at most ``timeout`` for Zammad's answer.
+
+        None on timeout or while Zammad is not healthy: the event stays queued and goes out later,
+        but the caller (the FastAGI hook, holding a ringing call) must not wait for it.
+        """
+        (rid,) = self._submit([event], priority=True)
+        if self._state != "ok":
+            return None
+        return await self.wait_answer(rid, timeout)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -99,6 +99,7 @@ class Channel:
     """One Asterisk channel, as far as the call model needs it."""
 
     __slots__ = (
+        "born",
         "bridge",
         "call",
         "cid_name",
@@ -124,6 +125,7 @@ class Channel:
         self.uid = uid
         self.name = name
         self.call = call
+        self.born = 0
         self.is_local = name.startswith("Local/")
         m = _CHANNEL_NAME.match(name)
         self.endpoint = m.group(2) if m and not self.is_local else ""
@@ -347,16 +349,82 @@ class CallTracker:
         self._claims[cid] = (event, self.now)
         return True
 
-    def resync(self, channels: list[Event]) -> list[CtiEvent]:
+    def agi_newcall(
+        self,
+        *,
+        channel: str,
+        linkedid: str,
+        callerid: str,
+        calleridname: str = "",
+        callingpres: str = "",
+        context: str = "",
+        to: str = "",
+        queue: str | None = None,
+    ) -> CtiEvent | None:
+        """Build the newCall for a FastAGI hook and claim it; None when not to be posted.
+
+        Direction follows the same rules as for AMI events, decided on the channel's endpoint
+        first: inside a Gosub or macro the AGI context is the subroutine's, not the route's.
+        """
+        call = Call(call_id=linkedid)
+        ch = Channel(linkedid, channel, call)
+        ch.context = context
+        self._snapshot(ch, {"CallerIDNum": callerid, "CallerIDName": calleridname})
+        if callingpres:
+            ch.hidden = _presentation_restricted(callingpres)
+        inbound = (
+            self._is_trunk_endpoint(ch.endpoint)
+            or (not ch.endpoint and self._is_trunk_context(context))
+            or (
+                ch.endpoint
+                and self._is_trunk_context(context)
+                and not self._is_internal_context(context)
+            )
+        )
+        event: CtiEvent
+        if inbound:
+            event = {
+                "event": "newCall",
+                "from": self._numbers.caller(callerid) if not ch.hidden else ANONYMOUS,
+                "to": self._numbers.external(to) or to,
+                "direction": IN,
+                "callId": linkedid,
+                "user[]": [],
+            }
+        else:
+            name = self._user_name(ch)
+            event = {
+                "event": "newCall",
+                "from": self._extension(ch) or ANONYMOUS,
+                "to": self._numbers.external(to) or to,
+                "direction": OUT,
+                "callId": linkedid,
+                "user[]": [name] if name else [],
+            }
+        if queue:
+            event["queue"] = queue
+        if not event["to"] or not self.claim(event):
+            return None
+        return event
+
+    def mark(self) -> int:
+        """A point in the event stream; ``resync(..., since=mark)`` spares channels born later."""
+        return self.events_seen
+
+    def resync(self, channels: list[Event], since: int | None = None) -> list[CtiEvent]:
         """Reconcile with a CoreShowChannels listing taken after a (re)connect.
 
         Channels we track that Asterisk no longer has ended while we were blind: they are
         hung up here (their calls get a hangup). Channels we do not know began while we were
-        blind: they are tracked from now on, as if their Newchannel had arrived.
+        blind: they are tracked from now on, as if their Newchannel had arrived. Events keep
+        flowing while the listing is built, so a channel first seen after ``since`` (the mark
+        taken when the listing was requested) is newer than the listing and stays.
         """
         out: list[CtiEvent] = []
         listed = {ch.get("Uniqueid", ""): ch for ch in channels}
-        for uid in [u for u in self.channels if u not in listed]:
+        limit = self.events_seen if since is None else since
+        gone = [u for u, c in self.channels.items() if u not in listed and c.born <= limit]
+        for uid in gone:
             self.feed_into({"Event": "Hangup", "Uniqueid": uid, "Cause": ""}, out)
         # Roots first (oldest first) so that later channels find their call.
         fresh = [ch for uid, ch in listed.items() if uid and uid not in self.channels]
@@ -372,6 +440,13 @@ class CallTracker:
 
     def feed_into(self, event: Event, out: list[CtiEvent]) -> None:
         out.extend(self.feed(event))
+
+    def root_channel(self, call_id: str) -> str | None:
+        """The name of a live call's root channel (for an AMI Hangup), if it is still up."""
+        call = self.calls.get(call_id)
+        if call is None or call.root is None or call.root.uid not in call.channels:
+            return None
+        return call.root.name
 
     @property
     def active_calls(self) -> int:
@@ -418,6 +493,7 @@ class CallTracker:
             else:
                 call.silent = True  # joined mid-call: we never saw its start
         ch = Channel(uid, name, call)
+        ch.born = self.events_seen
         ch.context = ev.get("Context", "")
         ch.exten = ev.get("Exten", "")
         self._snapshot(ch, ev)

@@ -1,0 +1,22 @@
+"""``cti-bridge check``: can this config reach its PBX and its Zammad? One result per check."""
+
+from __future__ import annotations
+
+from .ami import AmiClient
+from .config import Config
+from .zammad import check_endpoint
+
+Result = tuple[str, bool, str]
+
+
+async def run_checks(cfg: Config, *, timeout: float = 8.0) -> list[Result]:
+    results: list[Result] = [("config", True, cfg.path)]
+    ami = AmiClient(cfg.ami, lambda _event: None)
+    try:
+        await ami.start()
+        results.extend(await ami.check(timeout))
+    finally:
+        await ami.stop()
+    ok, detail = await check_endpoint(cfg.zammad)
+    results.append((f"Zammad {cfg.zammad.display_url}", ok, detail))
+    return results

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine, in one command: ./scripts/test.sh [pytest args]
+# Creates .venv, installs the package with its test extras, installs Asterisk 16 for the
+# end-to-end lab when run as root (otherwise those tests skip, or fail under CI=true), runs pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then
+    bash .ci/install-asterisk
+else
+    echo "test.sh: not root: skipping the Asterisk install (e2e tests need .ci/install-asterisk)"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+
+.venv/bin/ruff check cti_bridge tests bench
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"
