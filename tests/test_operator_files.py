@@ -36,6 +36,8 @@ EXAMPLE = ROOT / "conf" / "cti-bridge.toml"
 MANAGER = ROOT / "conf" / "asterisk" / "manager_cti.conf"
 DIALPLAN = ROOT / "conf" / "asterisk" / "extensions_cti.conf"
 
+README = ROOT / "README.md"
+
 MAX_EXPOSURE = 2.0
 
 
@@ -195,6 +197,16 @@ def test_example_config_documents_every_key() -> None:
             # Set, or shown commented out ("# key = ...").
             assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), f"[{section}] {key} missing"
     assert re.search(r"^\[users\]$", text, re.MULTILINE)
+
+
+def test_readme_config_reference_lists_every_key() -> None:
+    text = README.read_text()
+    reference = text[text.index("## Configuration reference") :]
+    reference = reference[: reference.index("\n## ")]
+    for section, keys in config_mod._SCHEMA.items():
+        assert f"**[{section}]**" in reference, f"[{section}] missing from the README"
+        for key in keys:
+            assert f"`{key}`" in reference, f"[{section}] {key} missing from the README"
 
 
 def test_example_config_finds_secrets_next_to_it_without_systemd(
