@@ -246,6 +246,10 @@ def _spool_line(spool: Mapping[str, Any]) -> str:
     return text
 
 
+def _outbox_of(zammad: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {k: zammad[k] for k in ("pending", "oldest_age_s", "dead") if k in zammad}
+
+
 def _agi_line(agi: Mapping[str, Any]) -> str:
     if not agi:
         return UNKNOWN
@@ -266,7 +270,8 @@ def format_status(doc: Mapping[str, Any]) -> str:
         ("AMI", _ami_line(_section(doc, "ami"))),
         ("Zammad", _zammad_line(_section(doc, "zammad"))),
         ("Calls", f"{_count(_section(doc, 'calls').get('active'))} active"),
-        ("Spool", _spool_line(_section(doc, "spool"))),
+        # Delivery.status() carries the outbox figures under "zammad" when there is no "spool".
+        ("Spool", _spool_line(_section(doc, "spool") or _outbox_of(_section(doc, "zammad")))),
     ]
     if "agi" in doc:
         rows.append(("AGI", _agi_line(_section(doc, "agi"))))

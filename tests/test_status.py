@@ -235,6 +235,11 @@ def test_format_sparse_and_degraded() -> None:
     assert lines[5] == "Uptime   59 s"
 
 
+def test_format_outbox_from_delivery_status() -> None:
+    doc = {"zammad": {"state": "ok", "pending": 2, "oldest_age_s": 4.3, "dead": 0}}
+    assert "Spool    2 pending (oldest 4.3 s)" in format_status(doc).splitlines()
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [(0, "0 s"), (61, "1 min 1 s"), (3600, "1 h 0 min"), (90000, "1 d 1 h"), (None, "?")],
