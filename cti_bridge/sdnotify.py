@@ -7,10 +7,11 @@ send error is logged once and never raised: notification must not take the daemo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,27 @@ class Notifier:
         if usec <= 0:
             return None
         return usec / 2 / 1_000_000
+
+    async def run_watchdog(self, healthy: Callable[[], bool] | None = None) -> None:
+        """Ping systemd's watchdog until cancelled; skip a ping while ``healthy()`` is False.
+
+        Pinging from the event loop itself means a blocked loop stops the pings, and systemd
+        restarts the service (``WatchdogSec=``). Returns at once when no watchdog is asked for.
+        """
+        interval = self.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            ok = True
+            if healthy is not None:
+                try:
+                    ok = healthy()
+                except Exception:
+                    log.exception("watchdog health check failed")
+                    ok = False
+            if ok:
+                self.watchdog()
+            await asyncio.sleep(interval)
 
     def close(self) -> None:
         if self._sock is not None:

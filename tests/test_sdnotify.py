@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -91,3 +92,32 @@ def test_watchdog_interval(usec: str | None, pid: str | None, expected: float | 
     if pid is not None:
         env["WATCHDOG_PID"] = str(os.getpid() if pid == "self" else os.getpid() + 1)
     assert Notifier.from_env(env).watchdog_interval() == expected
+
+
+async def test_run_watchdog(systemd: tuple[str, socket.socket]) -> None:
+    path, sock = systemd
+    sock.setblocking(False)
+    healthy = True
+    n = Notifier(path, watchdog_usec="40000")  # pings every 20 ms
+    task = asyncio.create_task(n.run_watchdog(lambda: healthy))
+    try:
+        async with asyncio.timeout(5):
+            assert await asyncio.get_running_loop().sock_recv(sock, 64) == b"WATCHDOG=1\n"
+        healthy = False
+        await asyncio.sleep(0.1)  # let a ping already in flight land
+        while True:  # drain
+            try:
+                sock.recv(64)
+            except BlockingIOError:
+                break
+        await asyncio.sleep(0.2)  # ~10 intervals, none pinged while unhealthy
+        with pytest.raises(BlockingIOError):
+            sock.recv(64)
+    finally:
+        task.cancel()
+        n.close()
+
+
+async def test_run_watchdog_returns_without_watchdog() -> None:
+    async with asyncio.timeout(5):
+        await Notifier("/run/systemd/notify").run_watchdog()
