@@ -209,6 +209,40 @@ def test_readme_config_reference_lists_every_key() -> None:
             assert f"`{key}`" in reference, f"[{section}] {key} missing from the README"
 
 
+def _readme_commands() -> list[tuple[list[str], list[str]]]:
+    """(subcommand words, documented --options) from the README's command table."""
+    rows = []
+    for line in README.read_text().splitlines():
+        m = re.match(r"\| `cti-bridge ([^`]*)`", line)
+        if not m:
+            continue
+        words = m.group(1).split()
+        sub = [w for w in words if re.fullmatch(r"[a-z]+", w)]
+        options = re.findall(r"--[a-z-]+", m.group(1))
+        rows.append((sub, options))
+    return rows
+
+
+def test_readme_commands_exist_with_their_options() -> None:
+    from typer.testing import CliRunner
+
+    from cti_bridge.cli import app
+
+    rows = _readme_commands()
+    assert {" ".join(sub) for sub, _ in rows} >= {
+        "run", "status", "check", "send", "replay", "spool list", "spool retry", "spool purge"
+    }  # fmt: skip
+    runner = CliRunner()
+    for sub, options in rows:
+        result = runner.invoke(app, [*sub, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+        assert result.exit_code == 0, (sub, result.output)
+        for option in options:
+            assert option in result.output, f"cti-bridge {' '.join(sub)}: no {option}"
+    # The unit starts the daemon exactly like this.
+    exec_start = _unit_value("ExecStart").split()[1:]
+    assert exec_start[:2] == ["run", "--config"]
+
+
 def test_example_config_finds_secrets_next_to_it_without_systemd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
