@@ -1,0 +1,159 @@
+"""Fixtures of the e2e lab: one pbx+world pair per session, one fake Zammad and one daemon per
+test, the daemon's log attached to every failing test report.
+
+Asterisk missing: under CI (CI=true) every e2e test fails, locally it is skipped with the
+reason. Install it with ``.ci/install-asterisk`` (as root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.fake_zammad import FakeZammad
+
+from .lab import Daemon, Lab, TcpProxy, asterisk_binary, daemon_available, daemon_config, lab_dir
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: e2e tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for title, source in getattr(item, "_e2e_logs", []):
+            with contextlib.suppress(Exception):
+                rep.sections.append((title, source()))
+
+
+def attach_log(request: pytest.FixtureRequest, title: str, source: Callable[[], str]) -> None:
+    node = request.node
+    if not hasattr(node, "_e2e_logs"):
+        node._e2e_logs = []
+    node._e2e_logs.append((title, source))
+
+
+@pytest.fixture(scope="session")
+def asterisk_bin() -> str:
+    path = asterisk_binary()
+    if path is None:
+        _unavailable("asterisk not installed: run .ci/install-asterisk as root")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
+def lab(asterisk_bin: str) -> Iterator[Lab]:
+    with lab_dir() as d:
+        the_lab = Lab(d, asterisk_bin)
+        try:
+            the_lab.start()
+            yield the_lab
+        finally:
+            the_lab.stop()
+
+
+@pytest.fixture
+def clean_lab(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The shared lab, idle, every handset answering, before and after the test."""
+    attach_log(request, "pbx log", lambda: lab.pbx.tail(80))
+    attach_log(request, "world log", lambda: lab.world.tail(40))
+    _reset(lab)
+    yield lab
+    _reset(lab)
+
+
+def _reset(lab: Lab) -> None:
+    lab.hangup_all()
+    try:
+        lab.wait_idle(timeout=10)
+    except TimeoutError:
+        lab.hangup_all()
+        lab.wait_idle(timeout=10)
+    lab.reset_modes()
+
+
+@pytest.fixture
+def zammad() -> Iterator[FakeZammad]:
+    with FakeZammad() as z:
+        yield z
+
+
+@pytest.fixture(scope="session")
+def daemon_runnable() -> None:
+    reason = daemon_available()
+    if reason is not None:
+        # The daemon is the product: missing it is a failure, not a skip.
+        pytest.fail(reason, pytrace=False)
+
+
+DaemonFactory = Callable[..., Daemon]
+
+
+@pytest.fixture
+def start_daemon(
+    clean_lab: Lab,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    daemon_runnable: None,
+) -> Iterator[DaemonFactory]:
+    """``start_daemon(zammad, ami_port=None, users=None, wait=True)`` -> a running daemon.
+
+    ``ami_port`` lets a test put a TcpProxy between the daemon and the pbx's AMI.
+    """
+    started: list[Daemon] = []
+
+    def factory(
+        zammad: FakeZammad,
+        *,
+        ami_port: int | None = None,
+        users: dict[str, str] | None = None,
+        wait: bool = True,
+        ami_secret: str | None = None,
+    ) -> Daemon:
+        d = tmp_path / f"daemon{len(started)}"
+        d.mkdir()
+        cfg = daemon_config(
+            d,
+            ami_port=ami_port or clean_lab.pbx_ami_port,
+            ami_username=clean_lab.ami_username,
+            ami_secret=clean_lab.ami_secret if ami_secret is None else ami_secret,
+            zammad_url=zammad.url(),
+            agi_port=clean_lab.agi_port,
+            users=users,
+        )
+        daemon = Daemon(cfg, d / "daemon.log")
+        started.append(daemon)
+        attach_log(request, f"daemon log {len(started)}", daemon.log_tail)
+        daemon.start()
+        if wait:
+            daemon.wait_ready()
+        return daemon
+
+    yield factory
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+def daemon(start_daemon: DaemonFactory, zammad: FakeZammad) -> Daemon:
+    return start_daemon(zammad)
+
+
+@pytest.fixture
+def ami_proxy(clean_lab: Lab) -> Iterator[TcpProxy]:
+    proxy = TcpProxy(("127.0.0.1", clean_lab.pbx_ami_port))
+    yield proxy
+    proxy.close()

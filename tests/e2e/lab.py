@@ -1,0 +1,883 @@
+"""The e2e lab: two private Asterisk instances on loopback, a tiny AMI client, a TCP proxy and
+the daemon as a subprocess.
+
+* ``pbx``: the Asterisk that cti-bridge watches (AMI, FastAGI hook, trunk ``carrier``, phones
+  ``alice``/``bob``, ring group, queue; config under ``lab/pbx``).
+* ``world``: a second Asterisk playing the carrier and both handsets (``lab/world``). It places
+  the calls into the pbx (AMI Originate of ``Local/<number>@world-call``), answers/rejects them as
+  told per target (AstDB ``mode/<target>``) and reports every arrival with the caller id it saw
+  (``UserEvent(WorldArrival)``).
+
+Everything is written for threads, not asyncio, so that session-scoped fixtures need no event
+loop. Nothing here imports the project's code: the lab must not share the daemon's bugs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "lab"
+ROOT = HERE.parent.parent
+MANAGER_CTI = ROOT / "conf" / "asterisk" / "manager_cti.conf"
+
+MODULE_DIRS = (
+    "/usr/lib/asterisk/modules",
+    "/usr/lib/x86_64-linux-gnu/asterisk/modules",
+    "/usr/lib64/asterisk/modules",
+)
+RING_TIMEOUT = 6  # seconds every Dial()/Queue() of the pbx rings
+
+
+def asterisk_binary() -> str | None:
+    """Path of an asterisk binary that runs, or None."""
+    path = shutil.which("asterisk") or (
+        "/usr/sbin/asterisk" if os.path.exists("/usr/sbin/asterisk") else None
+    )
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "-V"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if out.returncode == 0 and out.stdout.startswith("Asterisk") else None
+
+
+def module_dir() -> str:
+    for d in MODULE_DIRS:
+        if os.path.isfile(os.path.join(d, "chan_pjsip.so")):
+            return d
+    raise RuntimeError(f"chan_pjsip.so not found in {MODULE_DIRS}")
+
+
+def _die_with_parent() -> None:
+    """Child side of Popen: SIGKILL when the spawning thread dies (pytest killed hard), so no
+    lab process outlives a run. Linux only; elsewhere the fixtures' finalizers must do."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+# ----------------------------------------------------------------------------- ports
+
+
+def _bindable(port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class PortPicker:
+    """Loopback ports for one lab, free on TCP and UDP, never twice, never the well-known ones.
+
+    Ports come from 21000-32000: below the kernel's ephemeral range (so an outgoing connection
+    cannot grab one between the check and Asterisk's bind) and above a system Asterisk's
+    default RTP range 10000-20000, AMI 5038 and SIP 5060.
+    """
+
+    def __init__(self, low: int = 21000, high: int = 32000) -> None:
+        self.low, self.high = low, high
+        self.taken: set[int] = set()
+        self._rng = random.Random()
+
+    def _free(self, port: int) -> bool:
+        return (
+            port not in self.taken
+            and _bindable(port, socket.SOCK_STREAM)
+            and _bindable(port, socket.SOCK_DGRAM)
+        )
+
+    def port(self) -> int:
+        for _ in range(500):
+            p = self._rng.randrange(self.low, self.high)
+            if self._free(p):
+                self.taken.add(p)
+                return p
+        raise RuntimeError("no free loopback port")
+
+    def rtp_range(self, size: int = 100) -> tuple[int, int]:
+        """An even-aligned UDP range of ``size`` ports, of which the first few are checked."""
+        for _ in range(200):
+            start = self._rng.randrange(self.low, self.high - size) & ~1
+            ports = range(start, start + size)
+            if self.taken.isdisjoint(ports) and all(
+                _bindable(p, socket.SOCK_DGRAM) for p in range(start, start + 8)
+            ):
+                self.taken.update(ports)
+                return start, start + size - 1
+        raise RuntimeError("no free RTP range")
+
+
+# ----------------------------------------------------------------------------- AMI client
+
+
+Message = dict[str, str]
+
+
+class AmiClient:
+    """A minimal blocking AMI client: one reader thread, all events kept in order.
+
+    Repeated headers keep the last value (the lab never reads ChanVariable lists).
+    """
+
+    def __init__(self, host: str, port: int, username: str, secret: str, name: str = "ami") -> None:
+        self.host, self.port, self.username, self.secret, self.name = (
+            host,
+            port,
+            username,
+            secret,
+            name,
+        )
+        self.events: list[Message] = []
+        self._responses: dict[str, Message] = {}
+        self._cond = threading.Condition()
+        self._ids = itertools.count(1)
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self.connected = False
+
+    def connect(self, timeout: float = 10.0) -> AmiClient:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        sock.settimeout(None)
+        self._sock = sock
+        self.connected = True
+        self._thread = threading.Thread(
+            target=self._read, args=(sock,), daemon=True, name=self.name
+        )
+        self._thread.start()
+        r = self.action("Login", Username=self.username, Secret=self.secret, Events="on")
+        if r.get("Response") != "Success":
+            raise RuntimeError(f"{self.name}: AMI login failed: {r.get('Message')}")
+        return self
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        if self._thread is not None:
+            self._thread.join(2)
+
+    def _read(self, sock: socket.socket) -> None:
+        buf = b""
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\r\n\r\n" in buf:
+                    raw, buf = buf.split(b"\r\n\r\n", 1)
+                    self._dispatch(raw.decode("utf-8", "replace"))
+                # The banner line has no blank line after it.
+                if buf.startswith(b"Asterisk Call Manager") and b"\r\n" in buf:
+                    buf = buf.split(b"\r\n", 1)[1]
+        except OSError:
+            pass
+        finally:
+            with self._cond:
+                self.connected = False
+                self._cond.notify_all()
+
+    def _dispatch(self, raw: str) -> None:
+        msg: Message = {}
+        for line in raw.split("\r\n"):
+            if line.startswith("Asterisk Call Manager"):
+                continue
+            key, sep, value = line.partition(":")
+            if sep:
+                msg[key.strip()] = value.strip()
+        if not msg:
+            return
+        with self._cond:
+            if "Event" in msg:
+                msg["_t"] = repr(time.monotonic())
+                self.events.append(msg)
+            elif "ActionID" in msg:
+                self._responses[msg["ActionID"]] = msg
+            self._cond.notify_all()
+
+    def send(self, action: str, **fields: str | int) -> str:
+        action_id = f"{self.name}-{next(self._ids)}"
+        lines = [f"Action: {action}", f"ActionID: {action_id}"]
+        for k, v in fields.items():
+            if k == "Variable" and isinstance(v, str) and "\n" in v:
+                lines += [f"Variable: {x}" for x in v.split("\n")]
+            else:
+                lines.append(f"{k}: {v}")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+        if self._sock is None:
+            raise ConnectionError(f"{self.name}: not connected")
+        self._sock.sendall(data)
+        return action_id
+
+    def action(self, action: str, timeout: float = 10.0, **fields: str | int) -> Message:
+        action_id = self.send(action, **fields)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while action_id not in self._responses:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.connected:
+                    raise TimeoutError(f"{self.name}: no response to {action}")
+                self._cond.wait(left)
+            return self._responses.pop(action_id)
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.events)
+
+    def since(self, mark: int, name: str | None = None) -> list[Message]:
+        with self._cond:
+            evs = self.events[mark:]
+        return [e for e in evs if name is None or e.get("Event") == name]
+
+    def wait_event(
+        self,
+        predicate: Callable[[Message], bool],
+        since: int = 0,
+        timeout: float = 10.0,
+    ) -> Message:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            i = since
+            while True:
+                while i < len(self.events):
+                    if predicate(self.events[i]):
+                        return self.events[i]
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self.name}: event not seen within {timeout} s")
+                self._cond.wait(min(left, 0.2))
+
+
+# ----------------------------------------------------------------------------- Asterisk
+
+
+def render(text: str, values: dict[str, str]) -> str:
+    for k, v in values.items():
+        text = text.replace(f"@{k}@", v)
+    return text
+
+
+class Asterisk:
+    """One private Asterisk in the foreground of its own process group."""
+
+    def __init__(self, name: str, root: Path, values: dict[str, str], binary: str) -> None:
+        self.name = name
+        self.dir = root / name
+        self.values = {**values, "DIR": str(self.dir)}
+        self.binary = binary
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf = self.dir / "etc" / "asterisk.conf"
+        self.console_log = self.dir / "console.log"
+
+    def write_config(self, extra: dict[str, str] | None = None) -> None:
+        etc = self.dir / "etc"
+        for sub in ("etc", "lib", "agi-bin", "spool", "run", "log", "cache"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        for src in ("common", self.name):
+            for f in sorted((TEMPLATES / src).glob("*.conf")):
+                (etc / f.name).write_text(render(f.read_text("utf-8"), self.values), "utf-8")
+        for fname, text in (extra or {}).items():
+            (etc / fname).write_text(text, "utf-8")
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.spawn()
+        self.wait_booted(timeout)
+
+    def spawn(self) -> None:
+        """Start the process (from the thread that will outlive it: see _die_with_parent)."""
+        out = self.console_log.open("ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "-C", str(self.conf), "-f", "-n", "-q"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        out.close()
+
+    def rx(self, command: str, timeout: float = 15.0) -> str:
+        r = subprocess.run(
+            [self.binary, "-C", str(self.conf), "-rx", command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"{self.name}: asterisk -rx {command!r}: {r.stdout}{r.stderr}")
+        return r.stdout
+
+    def wait_booted(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name}: asterisk exited ({self.proc.returncode}):\n{self.tail()}"
+                )
+            try:
+                out = self.rx("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
+                if "fully booted" in out.lower():
+                    return
+            except (RuntimeError, subprocess.TimeoutExpired):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: not fully booted in {timeout} s:\n{self.tail()}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(Exception):
+            self.rx("core stop now", timeout=5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+
+    def tail(self, lines: int = 60) -> str:
+        chunks = []
+        for f in (self.console_log, self.dir / "log" / "full"):
+            if f.exists():
+                text = f.read_text("utf-8", "replace").splitlines()[-lines:]
+                chunks.append(f"--- {self.name} {f.name} ---\n" + "\n".join(text))
+        return "\n".join(chunks)
+
+    def active_channels(self) -> int:
+        out = self.rx("core show channels count")
+        for line in out.splitlines():
+            if "active channel" in line:
+                return int(line.split()[0])
+        return 0
+
+
+# ----------------------------------------------------------------------------- TCP proxy
+
+
+class TcpProxy:
+    """A loopback TCP proxy whose connections can be cut (and new ones refused) at will."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self.open = True
+        self.accepted = 0
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True, name="tcp-proxy").start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=2)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._pairs.append((client, upstream))
+                self.accepted += 1
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Close every connection and refuse new ones until restore()."""
+        self.open = False
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for s in pair:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def restore(self) -> None:
+        self.open = True
+
+    def close(self) -> None:
+        self._stop = True
+        self.cut()
+        self._listener.close()
+
+
+# ----------------------------------------------------------------------------- the lab
+
+
+@dataclass
+class CallHandle:
+    """A call the world placed into the pbx."""
+
+    action_id: str
+    target: str
+    caller: str
+    mark: int  # world AMI event index when the call was placed
+
+
+@dataclass
+class Lab:
+    """pbx + world, started together; see the module docstring."""
+
+    root: Path
+    binary: str
+    ports: PortPicker = field(default_factory=PortPicker)
+    ami_secret: str = field(default_factory=lambda: secrets.token_hex(12))
+    ami_username: str = "cti-bridge"
+    pbx: Asterisk = field(init=False)
+    world: Asterisk = field(init=False)
+    pbx_ami: AmiClient = field(init=False)
+    world_ami: AmiClient = field(init=False)
+    agi_port: int = field(init=False)
+    pbx_ami_port: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        p = self.ports
+        self.pbx_ami_port, world_ami_port = p.port(), p.port()
+        pbx_sip, world_sip = p.port(), p.port()
+        self.agi_port = p.port()
+        lab_secret = secrets.token_hex(8)
+        self._lab_secret = lab_secret
+        common = {
+            "MODDIR": module_dir(),
+            "DATADIR": "/usr/share/asterisk",
+            "LAB_SECRET": lab_secret,
+            "RING_TIMEOUT": str(RING_TIMEOUT),
+            "AGI_PORT": str(self.agi_port),
+            "PBX_SIP_PORT": str(pbx_sip),
+            "WORLD_SIP_PORT": str(world_sip),
+        }
+        pbx_rtp, world_rtp = p.rtp_range(), p.rtp_range()
+        self.pbx = Asterisk(
+            "pbx",
+            self.root,
+            {
+                **common,
+                "AMI_PORT": str(self.pbx_ami_port),
+                "SIP_PORT": str(pbx_sip),
+                "RTP_START": str(pbx_rtp[0]),
+                "RTP_END": str(pbx_rtp[1]),
+            },
+            self.binary,
+        )
+        self.world = Asterisk(
+            "world",
+            self.root,
+            {
+                **common,
+                "AMI_PORT": str(world_ami_port),
+                "SIP_PORT": str(world_sip),
+                "RTP_START": str(world_rtp[0]),
+                "RTP_END": str(world_rtp[1]),
+            },
+            self.binary,
+        )
+        self._world_ami_port = world_ami_port
+
+    def manager_cti_conf(self) -> str:
+        """The shipped least-privilege AMI user, with a secret of our own."""
+        if MANAGER_CTI.is_file():
+            lines = MANAGER_CTI.read_text("utf-8").splitlines()
+            section = next(
+                (
+                    ln.strip()[1:-1]
+                    for ln in lines
+                    if ln.strip().startswith("[") and ln.strip().endswith("]")
+                ),
+                "cti-bridge",
+            )
+            self.ami_username = section
+            out = [
+                f"secret = {self.ami_secret}" if ln.strip().startswith("secret") else ln
+                for ln in lines
+            ]
+            return "\n".join(out) + "\n"
+        return (
+            f"[{self.ami_username}]\nsecret = {self.ami_secret}\n"
+            "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
+            "read = system,call,agent,user\nwrite = call,reporting\nwritetimeout = 5000\n"
+        )
+
+    def start(self) -> None:
+        self.pbx.write_config({"manager_cti.conf": self.manager_cti_conf()})
+        self.world.write_config()
+        # Start both at once: each takes a few seconds of mostly module loading. Spawned here,
+        # in the caller's thread, which outlives them (PDEATHSIG follows the spawning thread).
+        errors: list[BaseException] = []
+        for a in (self.pbx, self.world):
+            a.spawn()
+
+        def boot(a: Asterisk) -> None:
+            try:
+                a.wait_booted()
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=boot, args=(a,)) for a in (self.pbx, self.world)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        self.connect_ami()
+
+    def connect_ami(self) -> None:
+        self.pbx_ami = AmiClient(
+            "127.0.0.1", self.pbx_ami_port, "lab", self._lab_secret, "pbx-ami"
+        ).connect()
+        self.world_ami = AmiClient(
+            "127.0.0.1", self._world_ami_port, "lab", self._lab_secret, "world-ami"
+        ).connect()
+
+    def stop(self) -> None:
+        for c in ("pbx_ami", "world_ami"):
+            client = getattr(self, c, None)
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+        for a in (self.pbx, self.world):
+            a.stop()
+
+    def restart_pbx(self, timeout: float = 60.0) -> None:
+        """``core restart now`` on the pbx (same process, new boot); lab AMI reconnected."""
+        with contextlib.suppress(Exception):
+            self.pbx.rx("core restart now", timeout=10)
+        # Wait until the old instance has gone away, then until the new one is booted.
+        deadline = time.monotonic() + timeout
+        while self.pbx_ami.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.pbx.wait_booted(timeout)
+        self.pbx_ami.close()
+        self.pbx_ami = AmiClient(
+            "127.0.0.1", self.pbx_ami_port, "lab", self._lab_secret, "pbx-ami"
+        ).connect()
+
+    # -- world behaviour ------------------------------------------------------------------
+
+    def set_mode(self, target: str, mode: str, talk: float | None = None) -> None:
+        """What ``target`` (alice, bob, a number or "default") does when the pbx calls it."""
+        self.world_ami.action("DBPut", Family="mode", Key=target, Val=mode)
+        if talk is not None:
+            self.world_ami.action("DBPut", Family="talk", Key=target, Val=str(talk))
+
+    def reset_modes(self) -> None:
+        for fam in ("mode", "talk"):
+            self.world_ami.action("DBDelTree", Family=fam)
+
+    def hangup_all(self) -> None:
+        for a in (self.world, self.pbx):
+            with contextlib.suppress(Exception):
+                a.rx("channel request hangup all")
+
+    def wait_idle(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = (self.pbx.active_channels(), self.world.active_channels())
+            if counts == (0, 0):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"lab not idle after {timeout} s: pbx/world channels {counts}")
+            time.sleep(0.1)
+
+    # -- placing calls --------------------------------------------------------------------
+
+    def call(
+        self,
+        number: str,
+        caller: str,
+        caller_name: str = "",
+        talk: float = 2.0,
+        ring_timeout: float = 20.0,
+    ) -> CallHandle:
+        """The world dials ``number`` at the pbx as ``caller`` (see [world-call]).
+
+        The caller hangs up ``talk`` s after being answered (a queue answers at once), or gives
+        up ``ring_timeout`` s after dialling when nobody answered.
+        """
+        mark = self.world_ami.mark()
+        action_id = self.world_ami.send(
+            "Originate",
+            Channel=f"Local/{number}@world-call",
+            Application="Wait",
+            Data=f"{talk:g}",
+            Timeout=int(ring_timeout * 1000),
+            Async="true",
+            Variable=f"CALLER={caller}\nCALLERNAME={caller_name}",
+            CallerID=f'"{caller_name}" <{caller}>',
+        )
+        return CallHandle(action_id, number, caller, mark)
+
+    def call_from_phone(self, phone: str, number: str, **kw: Any) -> CallHandle:
+        """A call placed on handset ``phone``: the pbx knows it by the From user."""
+        return self.call(number, caller=phone, caller_name=phone, **kw)
+
+    def originate_response(self, handle: CallHandle, timeout: float = 30.0) -> Message:
+        return self.world_ami.wait_event(
+            lambda e: (
+                e.get("Event") == "OriginateResponse" and e.get("ActionID") == handle.action_id
+            ),
+            since=handle.mark,
+            timeout=timeout,
+        )
+
+    def arrivals(self, since: int = 0, target: str | None = None) -> list[Message]:
+        """Calls the pbx placed to the world (handsets or carrier) since event index ``since``."""
+        return [
+            e
+            for e in self.world_ami.since(since, "UserEvent")
+            if e.get("UserEvent") == "WorldArrival"
+            and (target is None or e.get("Target") == target)
+        ]
+
+    def dial_results(self, since: int = 0) -> list[Message]:
+        return [
+            e
+            for e in self.world_ami.since(since, "UserEvent")
+            if e.get("UserEvent") == "WorldDialResult"
+        ]
+
+
+# ----------------------------------------------------------------------------- the daemon
+
+
+def daemon_command() -> list[str]:
+    exe = Path(sys.executable).parent / "cti-bridge"
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-m", "cti_bridge"]
+
+
+def daemon_available() -> str | None:
+    """None when ``cti-bridge run`` exists, else why not."""
+    try:
+        r = subprocess.run(
+            [*daemon_command(), "run", "--help"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"cti-bridge not runnable: {e}"
+    if r.returncode != 0:
+        out = (r.stderr or r.stdout).strip()[-300:]
+        return f"`cti-bridge run --help` failed ({r.returncode}): {out}"
+    return None
+
+
+def daemon_config(
+    tmp: Path,
+    *,
+    ami_port: int,
+    ami_username: str,
+    ami_secret: str,
+    zammad_url: str,
+    agi_port: int,
+    users: dict[str, str] | None = None,
+) -> Path:
+    users = {"101": "Alice Agent"} if users is None else users
+
+    def q(s: str) -> str:
+        return json.dumps(s, ensure_ascii=False)  # a TOML basic string is a JSON string
+
+    user_lines = "\n".join(f"{q(k)} = {q(v)}" for k, v in users.items())
+    text = f"""\
+[ami]
+host = "127.0.0.1"
+port = {ami_port}
+username = {q(ami_username)}
+secret = {q(ami_secret)}
+ping_interval = 1.0
+ping_timeout = 1.0
+reconnect_interval = 0.3
+
+[zammad]
+url = {q(zammad_url)}
+timeout = 1.0
+max_backoff = 0.5
+
+[pbx]
+trunk_endpoints = ["carrier"]
+trunk_contexts = ["from-trunk"]
+internal_contexts = ["from-internal"]
+report_internal = false
+
+[users]
+{user_lines}
+
+[agi]
+listen = "127.0.0.1:{agi_port}"
+timeout = 2.0
+
+[spool]
+path = {q(str(tmp / "spool.sqlite3"))}
+
+[status]
+socket = {q(str(tmp / "status.sock"))}
+"""
+    path = tmp / "cti-bridge.toml"
+    path.write_text(text, "utf-8")
+    path.chmod(0o600)
+    return path
+
+
+class Daemon:
+    """``cti-bridge run`` as a subprocess, its stderr in a log file kept across restarts."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> Daemon:
+        self.starts += 1
+        out = self.log.open("ab")
+        out.write(f"\n===== start #{self.starts} =====\n".encode())
+        out.flush()
+        self.proc = subprocess.Popen(
+            [*daemon_command(), "run", "--config", str(self.config), "--log-level", "debug"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        out.close()
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def status(self, timeout: float = 10.0) -> tuple[int, dict[str, Any] | None, str]:
+        r = subprocess.run(
+            [*daemon_command(), "status", "--json", "--config", str(self.config)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        doc = None
+        with contextlib.suppress(ValueError):
+            doc = json.loads(r.stdout)
+        return r.returncode, doc, r.stdout + r.stderr
+
+    def check(self, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*daemon_command(), "check", "--config", str(self.config)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def wait_ready(self, timeout: float = 20.0) -> dict[str, Any]:
+        """Until status says AMI is connected (the daemon tracks calls from then on)."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            if not self.running():
+                raise RuntimeError(
+                    f"daemon exited ({self.proc and self.proc.returncode}):\n{self.log_tail()}"
+                )
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                rc, doc, last = self.status(timeout=5)
+                if rc == 0 and doc and doc.get("ami", {}).get("connected"):
+                    return doc
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"daemon not ready in {timeout} s; last status: {last}\n{self.log_tail()}"
+                )
+            time.sleep(0.2)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        # Anything it left in its group (there should be nothing).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return proc.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def log_tail(self, lines: int = 200) -> str:
+        if not self.log.exists():
+            return "(no daemon log)"
+        text = self.log.read_text("utf-8", "replace").splitlines()[-lines:]
+        return "--- daemon log ---\n" + "\n".join(text)
+
+
+@contextlib.contextmanager
+def lab_dir() -> Iterator[Path]:
+    """A short temp dir (unix socket paths of astrundir must stay under 108 bytes)."""
+    d = Path(tempfile.mkdtemp(prefix="cti-e2e-", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        if os.environ.get("CTI_E2E_KEEP"):
+            print(f"e2e lab kept in {d}", file=sys.stderr)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
