@@ -64,6 +64,7 @@ MAX_ENV_BYTES = 32 * 1024
 CALLER_ID_RE = re.compile(r"\+?[0-9]{1,20}")
 _ENV_KEY = re.compile(r"agi_[a-z0-9_]{1,40}")
 _LINKEDID = re.compile(r"[!-~]{1,128}")  # printable ASCII, no spaces
+_REPLY_OTHER = re.compile(r"([1-5][0-9]{2})(?:$|[ -])")
 _REPLY_200 = re.compile(r"200 result=(-?\d+)(?: \((.*)\))?(?: endpos=\d+)?")
 
 
@@ -170,9 +171,9 @@ def parse_reply(line: str) -> AgiReply:
     m = _REPLY_200.fullmatch(line)
     if m:
         return AgiReply(200, int(m.group(1)), m.group(2))
-    code = line[:3]
-    if code.isdigit() and line[3:4] in ("", " ", "-"):
-        return AgiReply(int(code))
+    m = _REPLY_OTHER.match(line)
+    if m:
+        return AgiReply(int(m.group(1)))
     raise AgiProtocolError(f"unexpected reply {_short(line)}")
 
 

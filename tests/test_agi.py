@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 
 from cti_bridge.agi import (
     AgiDecision,
+    AgiProtocolError,
     AgiRequest,
     AgiServer,
     build_request,
     parse_allow,
+    parse_env,
+    parse_reply,
     quote_arg,
 )
 from cti_bridge.config import AgiConfig
@@ -439,3 +442,34 @@ def test_quote_arg_round_trips_or_refuses(value: str) -> None:
         return
     quoted = quote_arg(value)
     assert _parse_args(f"SET VARIABLE X {quoted}") == ["SET", "VARIABLE", "X", value]
+
+
+@given(st.lists(st.text(max_size=30), max_size=10))
+def test_parse_env_accepts_or_refuses_cleanly(lines: list[str]) -> None:
+    try:
+        env = parse_env(lines)
+    except AgiProtocolError:
+        return
+    assert all(k.startswith("agi_") for k in env)
+    build_request(env, None)  # whatever survives parsing builds a request
+
+
+@given(st.text(max_size=40))
+def test_parse_reply_accepts_or_refuses_cleanly(line: str) -> None:
+    try:
+        reply = parse_reply(line)
+    except AgiProtocolError:
+        return
+    assert 100 <= reply.code <= 599
+
+
+def test_parse_reply_shapes() -> None:
+    r = parse_reply("200 result=1 (a (b) c)")
+    assert (r.code, r.result, r.data) == (200, 1, "a (b) c")
+    r = parse_reply("200 result=-1")
+    assert (r.code, r.result, r.data, r.ok) == (200, -1, None, True)
+    assert parse_reply("511 Command Not Permitted on a dead channel").code == 511
+    assert not parse_reply("510 Invalid or unknown command").ok
+    for bad in ("HANGUP", "000 x", "٢٠٠ result=1", "2000", "", "20"):
+        with pytest.raises(AgiProtocolError):
+            parse_reply(bad)
