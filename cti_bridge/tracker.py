@@ -435,7 +435,15 @@ class CallTracker:
             self.feed_into(ev, out)
             if ch.get("ChannelStateDesc") == "Up" or ch.get("ChannelState") == "6":
                 self.feed_into({**ev, "Event": "Newstate"}, out)
-        out.extend(self.flush())
+        # Calls that began while we were blind are posted now, not after newcall_delay.
+        adopted = {
+            self.channels[u].call
+            for u in (c.get("Uniqueid", "") for c in fresh)
+            if u in self.channels
+        }
+        for call in adopted:
+            if call.newcall_state == 1:
+                self._emit_newcall(call, out)
         return out
 
     def feed_into(self, event: Event, out: list[CtiEvent]) -> None:
