@@ -7,21 +7,28 @@ drifts from the code only fails on a production host.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fnmatch
+import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import fields, replace
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 
 from cti_bridge import config as config_mod
 from cti_bridge._amiproto import DEFAULT_WANTED_EVENTS
+from cti_bridge.agi import AgiDecision, AgiRequest, AgiServer
 from cti_bridge.config import (
     DEFAULT_CONFIG_PATH,
+    AgiConfig,
     AmiConfig,
     Config,
     PbxConfig,
@@ -428,3 +435,154 @@ def test_dialplan_freepbx_hooks_end_properly() -> None:
     hooks = [a for c, _, a in _dialplan_steps() if c == "macro-dialout-trunk-predial-hook"]
     assert hooks.count("MacroExit()") == 1
     assert hooks.count("Return()") == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Asterisk: the dialplan hooks on a real Asterisk with the real FastAGI server
+#
+# The shipped extensions_cti.conf runs unchanged except for the AGI port, with stub
+# destinations that record what reached them in AstDB: this is where a syntax slip, a wrong
+# Goto target or a macro/Gosub hook that does not return would show.
+
+_STUBS = """
+[from-pstn]
+exten => _.,1,Set(DB(cti/${EXTEN})=${CALLERID(num)}|${CTI_ACTION}|${AGISTATUS})
+ same => n,Hangup()
+
+[test-macro-hook]
+exten => _X.,1,Set(OUTNUM=${EXTEN})
+ same => n,Macro(dialout-trunk-predial-hook)
+ same => n,Set(DB(cti/macro-${EXTEN})=${CALLERID(num)}|${CTI_ACTION}|${AGISTATUS})
+ same => n,Hangup()
+
+[test-gosub-hook]
+exten => _X.,1,Set(OUTNUM=${EXTEN})
+ same => n,Gosub(predial-hook-gosub,s,1())
+ same => n,Set(DB(cti/gosub-${EXTEN})=${CALLERID(num)}|${CTI_ACTION}|${AGISTATUS})
+ same => n,Hangup()
+"""
+
+
+def _gosub_variant(text: str) -> str:
+    """The commented FreePBX 17 hook, uncommented under a name of its own."""
+    block = text[text.index(";[macro-dialout-trunk-predial-hook]") :]
+    lines = [ln[1:] for ln in block.splitlines() if ln.startswith(";")]
+    lines[0] = "[predial-hook-gosub]"
+    return "\n".join(lines) + "\n"
+
+
+def _require_asterisk() -> str:
+    from tests.e2e.lab import asterisk_binary
+
+    binary = asterisk_binary()
+    if binary is None:
+        reason = "asterisk not installed (.ci/install-asterisk as root installs it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI=true: this test must run", pytrace=False)
+        pytest.skip(reason)
+    return binary
+
+
+@pytest.fixture(scope="module")
+def hook_pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, int]]:
+    """A private Asterisk running extensions_cti.conf; yields (Asterisk, AGI port)."""
+    binary = _require_asterisk()
+    from tests.e2e.lab import Asterisk, PortPicker, module_dir
+
+    ports = PortPicker()
+    agi_port = ports.port()
+    rtp = ports.rtp_range(8)
+    values = {
+        "MODDIR": module_dir(),
+        "DATADIR": "/usr/share/asterisk",
+        "RTP_START": str(rtp[0]),
+        "RTP_END": str(rtp[1]),
+    }
+    pbx = Asterisk("cti-hooks", tmp_path_factory.mktemp("asterisk"), values, binary)
+    text = DIALPLAN.read_text()
+    assert text.count("agi://127.0.0.1:4573/") >= 6
+    dialplan = text.replace("agi://127.0.0.1:4573/", f"agi://127.0.0.1:{agi_port}/")
+    pbx.write_config({"extensions.conf": dialplan + _gosub_variant(dialplan) + _STUBS})
+    pbx.start()  # from the test's main thread, which outlives the process (PDEATHSIG)
+    try:
+        loaded = pbx.rx("dialplan show from-trunk-cti")
+        assert "AGISIGHUP=no" in loaded, loaded + pbx.tail()
+        yield pbx, agi_port
+    finally:
+        pbx.stop()
+
+
+async def _originate(pbx: Any, target: str) -> None:
+    await asyncio.to_thread(pbx.rx, f"channel originate Local/{target} application Wait 3")
+
+
+async def _db(pbx: Any, key: str, *, wait: float = 10.0) -> str | None:
+    """AstDB cti/<key>, waiting up to ``wait`` s for it to appear (None if it never does)."""
+    deadline = time.monotonic() + wait
+    while True:
+        out = await asyncio.to_thread(pbx.rx, f"database get cti {key}")
+        m = re.search(r"^Value: (.*)$", out, re.MULTILINE)
+        if m:
+            return m.group(1)
+        if time.monotonic() > deadline:
+            return None
+        await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def _agi(port: int, decision: AgiDecision) -> AsyncIterator[list[AgiRequest]]:
+    seen: list[AgiRequest] = []
+
+    async def decide(request: AgiRequest) -> AgiDecision:
+        seen.append(request)
+        return decision
+
+    server = AgiServer(AgiConfig(listen=f"127.0.0.1:{port}", timeout=2.0), decide)
+    await server.start()
+    try:
+        yield seen
+    finally:
+        await server.stop(grace=1.0)
+
+
+async def test_hook_dial_sets_caller_id_and_continues(hook_pbx: tuple[Any, int]) -> None:
+    pbx, port = hook_pbx
+    async with _agi(port, AgiDecision("dial", caller_id="4930999000")) as seen:
+        await _originate(pbx, "4930111001@from-trunk-cti")
+        assert await _db(pbx, "4930111001") == "4930999000|dial|SUCCESS"
+        await _originate(pbx, "+4930111002@from-trunk-cti")
+        assert await _db(pbx, "+4930111002") == "4930999000|dial|SUCCESS"
+    assert [r.to for r in seen] == ["4930111001", "4930111002"]
+    assert all(r.network_script == "newcall" and r.linkedid for r in seen)
+
+
+async def test_hook_reject_hangs_up_before_routing(hook_pbx: tuple[Any, int]) -> None:
+    pbx, port = hook_pbx
+    async with _agi(port, AgiDecision("reject")) as seen:
+        await _originate(pbx, "4930111003@from-trunk-cti")
+        while not seen:
+            await asyncio.sleep(0.05)
+        # The routing stub must never run: give it the time a continuing call would take.
+        assert await _db(pbx, "4930111003", wait=2.0) is None
+    assert seen[0].to == "4930111003"
+
+
+async def test_hook_fails_open_without_daemon(hook_pbx: tuple[Any, int]) -> None:
+    pbx, _ = hook_pbx
+    await _originate(pbx, "4930111004@from-trunk-cti")
+    value = await _db(pbx, "4930111004")
+    assert value is not None, "the call did not continue with the daemon down"
+    assert value.split("|")[1:] == ["", "FAILURE"]
+
+
+@pytest.mark.parametrize("hook", ["macro", "gosub"])
+async def test_outbound_predial_hooks_return(hook_pbx: tuple[Any, int], hook: str) -> None:
+    pbx, port = hook_pbx
+    if hook == "macro" and "Macro" not in await asyncio.to_thread(
+        pbx.rx, "core show application Macro"
+    ):
+        pytest.skip("this Asterisk has no app_macro (FreePBX 17 setups use the Gosub form)")
+    async with _agi(port, AgiDecision("dial", caller_id="4930777")) as seen:
+        await _originate(pbx, f"4930222{len(hook)}@test-{hook}-hook")
+        assert await _db(pbx, f"{hook}-4930222{len(hook)}") == "4930777|dial|SUCCESS"
+    assert [r.to for r in seen] == [f"4930222{len(hook)}"]
