@@ -13,7 +13,9 @@ Dialplan contract (public, documented in the README)::
 
 placed before ``Dial()`` on inbound routes and before the trunk ``Dial()`` on outbound routes.
 
-* Script path: ``newcall``. Any other path gets ``CTI_ACTION=none`` and a log line.
+* Script path: ``newcall``; or ``decide``, identical except that a rejected call is not hung
+  up, so the dialplan can branch on ``CTI_ACTION`` itself (``Busy()``, an announcement).
+  Any other path gets ``CTI_ACTION=none`` and a log line.
 * Argument 1, ``TO`` (optional): the number the call goes to as it will be dialled on the trunk
   (outbound routes pass e.g. ``${EXTEN:1}``). Empty or absent: the channel's extension, or
   ``agi_dnid`` when the extension is not a number (``s`` in macros and FreePBX hooks).
@@ -52,7 +54,8 @@ log = logging.getLogger(__name__)
 
 Action = Literal["reject", "dial", "none"]
 ACTIONS: tuple[Action, ...] = ("reject", "dial", "none")
-SCRIPTS = frozenset({"newcall"})
+# script path -> whether the daemon itself hangs up a rejected call
+SCRIPTS = {"newcall": True, "decide": False}
 ACTION_VARIABLE = "CTI_ACTION"
 HANGUP_CAUSE_BUSY = 17
 
@@ -447,7 +450,7 @@ class AgiServer:
         if caller_id is not None:
             await self._set(s, "CALLERID(num)", caller_id)
         await self._set(s, ACTION_VARIABLE, action)
-        if action == "reject" and not s.hungup:
+        if action == "reject" and SCRIPTS.get(request.network_script) and not s.hungup:
             await s.command("EXEC", "Hangup", str(HANGUP_CAUSE_BUSY))
 
     async def _set(self, s: _Session, name: str, value: str) -> None:

@@ -17,12 +17,13 @@ Snapshot keys read (missing keys just leave the series out)::
     ami.reconnects                  -> cti_bridge_ami_reconnects_total
     spool.pending                   -> cti_bridge_outbox_depth
     spool.oldest_age_s              -> cti_bridge_outbox_oldest_age_seconds
-    spool.dead_total, spool.dead    -> cti_bridge_dead_letters_total
+    zammad.dead (Delivery, monotonic) -> cti_bridge_dead_letters_total
+    spool.dead (rows in the spool)  -> cti_bridge_dead_letters_stored
     calls.active                    -> cti_bridge_active_calls
     agi.decisions.{action}          -> cti_bridge_agi_decisions_total{action}
     agi.timeouts / errors / dropped / refused -> cti_bridge_agi_{...}_total
 
-(``pending``, ``oldest_age_s`` and ``dead`` are also found under ``zammad``, where
+(``pending`` and ``oldest_age_s`` are also found under ``zammad``, where
 ``Delivery.status()`` puts them.) Also exported: ``cti_bridge_build_info{version}`` and the
 ``process_*`` metrics of prometheus_client.
 
@@ -99,9 +100,10 @@ _SERIES = (
     ),
     _counter(
         "cti_bridge_dead_letters",
-        "spool.dead_total spool.dead zammad.dead",
-        "Events given up on (too old or refused by Zammad)",
+        "zammad.dead",
+        "Events given up on since start (too old or refused by Zammad)",
     ),
+    _gauge("cti_bridge_dead_letters_stored", "spool.dead", "Dead letters kept in the spool"),
     _gauge("cti_bridge_active_calls", "calls.active", "Calls in progress"),
     _counter("cti_bridge_agi_decisions", "agi.decisions", "FastAGI decisions applied", "action"),
     _counter("cti_bridge_agi_timeouts", "agi.timeouts", "AGI decisions that timed out"),

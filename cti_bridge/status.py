@@ -253,6 +253,8 @@ def _outbox_of(zammad: Mapping[str, Any]) -> Mapping[str, Any]:
 def _agi_line(agi: Mapping[str, Any]) -> str:
     if not agi:
         return UNKNOWN
+    if agi.get("enabled") is False:
+        return "off ([agi] listen is empty)"
     decisions = agi.get("decisions")
     if not isinstance(decisions, Mapping):
         decisions = {}  # unknown, shown as "?", not as 0

@@ -139,6 +139,15 @@ async def test_reject_hangs_up_busy() -> None:
     assert snap["active"] == 0
 
 
+async def test_decide_script_leaves_the_hangup_to_the_dialplan() -> None:
+    decide = Decider(AgiDecision("reject"))
+    async with serving(decide) as server:
+        commands = await agi_call(server, make_env(script="decide"))
+        assert server.snapshot()["decisions"]["reject"] == 1
+    assert commands == [GET_LINKEDID, "SET VARIABLE CTI_ACTION reject"]
+    assert decide.requests[0].network_script == "decide"
+
+
 async def test_dial_sets_callerid_num_only() -> None:
     async with serving(Decider(AgiDecision("dial", "+4930777000000"))) as server:
         commands = await agi_call(server)

@@ -14,9 +14,14 @@ from cti_bridge.metrics import Metrics
 
 SNAPSHOT: dict[str, Any] = {
     "ami": {"connected": True, "events_read": 1234, "events_filtered": 800, "frames_malformed": 2},
-    "zammad": {"state": "ok", "url": "https://zammad.example/api/v1/cti/***", "retries": 5},
+    "zammad": {
+        "state": "ok",
+        "url": "https://zammad.example/api/v1/cti/***",
+        "retries": 5,
+        "dead": 1,
+    },
     "calls": {"active": 3},
-    "spool": {"pending": 7, "oldest_age_s": 12.5, "dead": 1},
+    "spool": {"pending": 7, "oldest_age_s": 12.5, "dead": 4},
     "agi": {
         "decisions": {"reject": 1, "dial": 3, "none": 8},
         "timeouts": 2,
@@ -48,6 +53,7 @@ def test_snapshot_values() -> None:
     assert got[("cti_bridge_outbox_depth", ())] == 7
     assert got[("cti_bridge_outbox_oldest_age_seconds", ())] == 12.5
     assert got[("cti_bridge_dead_letters_total", ())] == 1
+    assert got[("cti_bridge_dead_letters_stored", ())] == 4
     assert got[("cti_bridge_active_calls", ())] == 3
     for action, n in (("reject", 1), ("dial", 3), ("none", 8)):
         assert got[("cti_bridge_agi_decisions_total", (("action", action),))] == n

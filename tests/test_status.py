@@ -235,6 +235,10 @@ def test_format_sparse_and_degraded() -> None:
     assert lines[5] == "Uptime   59 s"
 
 
+def test_format_agi_off() -> None:
+    assert "AGI      off ([agi] listen is empty)" in format_status({"agi": {"enabled": False}})
+
+
 def test_format_outbox_from_delivery_status() -> None:
     doc = {"zammad": {"state": "ok", "pending": 2, "oldest_age_s": 4.3, "dead": 0}}
     assert "Spool    2 pending (oldest 4.3 s)" in format_status(doc).splitlines()
