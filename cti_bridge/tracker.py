@@ -31,6 +31,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -66,6 +67,8 @@ _NO_ANSWER = frozenset({0, 16, 18, 19, 21, 31})
 _BUSY = 17
 _FORWARDED = 23
 _ANSWERED_ELSEWHERE = 26
+
+GONE_MEMORY = 20000
 
 _CHANNEL_NAME = re.compile(r"^([^/]+)/(.+?)(?:-[0-9a-fA-F]+)?(;[12])?$")
 
@@ -258,6 +261,9 @@ class CallTracker:
         self._local_wait: dict[str, Channel] = {}  # Local base name -> ;1 half
         self._claims: dict[str, tuple[CtiEvent, float]] = {}
         self._pending: dict[str, Call] = {}
+        # Recently hung-up channels: a late duplicate Newchannel or a resync listing taken
+        # before their Hangup must not bring them back. Bounded, oldest forgotten first.
+        self._gone: OrderedDict[str, None] = OrderedDict()
         self.now = 0.0
         self.events_seen = 0
         self.errors = 0
@@ -427,7 +433,11 @@ class CallTracker:
         for uid in gone:
             self.feed_into({"Event": "Hangup", "Uniqueid": uid, "Cause": ""}, out)
         # Roots first (oldest first) so that later channels find their call.
-        fresh = [ch for uid, ch in listed.items() if uid and uid not in self.channels]
+        fresh = [
+            ch
+            for uid, ch in listed.items()
+            if uid and uid not in self.channels and uid not in self._gone
+        ]
         fresh.sort(key=lambda ch: (ch.get("Uniqueid") != ch.get("Linkedid"), ch.get("Uniqueid")))
         for ch in fresh:
             ev = dict(ch)
@@ -486,7 +496,7 @@ class CallTracker:
         uid = ev.get("Uniqueid", "")
         linkedid = ev.get("Linkedid", "")
         name = ev.get("Channel", "")
-        if not uid or not linkedid or not name or uid in self.channels:
+        if not uid or not linkedid or not name or uid in self.channels or uid in self._gone:
             return
         call = self._call_for(uid, linkedid)
         is_root = False
@@ -941,6 +951,9 @@ class CallTracker:
         ch = self.channels.pop(uid, None)
         if ch is None:
             return
+        self._gone[uid] = None
+        if len(self._gone) > GONE_MEMORY:
+            self._gone.popitem(last=False)
         call = ch.call
         call.last_seen = self.now
         cause = _cause(ev.get("Cause"))

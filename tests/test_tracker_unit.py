@@ -471,11 +471,6 @@ def test_resync_adopts_a_call_that_began_while_blind() -> None:
     assert_empty(tracker)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tracker bug: resync() adopts listed channels whose Hangup arrived after the mark "
-    "(the call is re-created, a second newCall is posted, the zombie lives max_call_duration)",
-)
 def test_resync_does_not_revive_a_call_that_ended_during_the_listing() -> None:
     # The listing is a snapshot taken at the mark; the call's Hangups overtake it.
     tracker = CallTracker(RULES)
@@ -489,11 +484,6 @@ def test_resync_does_not_revive_a_call_that_ended_during_the_listing() -> None:
     assert_empty(tracker)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tracker bug: a Newchannel repeated after the channel's Hangup re-creates the "
-    "finished call: a second newCall for the same callId after newcall_delay",
-)
 def test_late_duplicate_newchannel_does_not_reopen_a_call() -> None:
     tracker = CallTracker(RULES)
     tracker.tick(100.0)
