@@ -7,6 +7,7 @@ so it is an error naming the key and the file, and the CLI exits 2.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -224,6 +225,16 @@ def _digits(value: Any) -> str:
     return s
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    entries = _string_list(value)
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network") from None
+    return entries
+
+
 def _listen(value: Any) -> str:
     s = _string(value)
     if s:
@@ -283,7 +294,7 @@ _SCHEMA: dict[str, dict[str, Check]] = {
         "national_prefix": _digits,
         "international_prefix": _digits,
     },
-    "agi": {"listen": _listen, "timeout": _positive, "allow": _string_list},
+    "agi": {"listen": _listen, "timeout": _positive, "allow": _networks},
     "spool": {"path": _nonempty},
     "status": {"socket": _nonempty},
     "metrics": {"listen": _listen},
@@ -414,7 +425,7 @@ def parse_config(
         users[str(key)] = value
 
     agi = sections.get("agi", {})
-    if "listen" in agi and agi["listen"]:
+    if agi.get("listen"):
         host, _ = split_listen(agi["listen"])
         if not _is_loopback(host) and not agi.get("allow"):
             raise ConfigError(

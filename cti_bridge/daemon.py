@@ -72,7 +72,7 @@ class Daemon:
         if out:
             self._dispatch(out)
 
-    def _on_resync(self, channels: list[Mapping[str, str]]) -> None:
+    def _on_resync(self, channels: list[dict[str, str]]) -> None:
         out = self.tracker.resync(channels, since=self._resync_mark)
         log.info(
             "AMI resync: %d channel(s) on the PBX, %d call(s) tracked, %d event(s) from resync",
@@ -261,7 +261,7 @@ class Daemon:
         await self.client.aclose()
         await self.status_server.stop()
         if self.metrics is not None:
-            self.metrics.stop()
+            await asyncio.to_thread(self.metrics.stop)
         left = self.outbox.count()
         self.outbox.close()
         self.notifier.close()

@@ -25,7 +25,8 @@ def list_rows(path: str, *, dead: bool, limit: int) -> str:
         lines = [f"{total} {'dead letter(s)' if dead else 'pending event(s)'} in {path}"]
         for row in rows:
             fields = {k: v for k, v in row.event.items() if k not in ("event", "callId")}
-            extra = f"  [{row.reason}]" if dead and getattr(row, "reason", None) else ""
+            reason = getattr(row, "reason", "")
+            extra = f"  [{reason}]" if dead and reason else ""
             lines.append(
                 f"{row.id:>8}  {_age(row.created_at):>6}  {row.call_id:<24} "
                 f"{row.event.get('event', '?'):<8} {json.dumps(fields, ensure_ascii=False)}{extra}"

@@ -32,7 +32,7 @@ import fnmatch
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .config import Config, NumbersConfig, PbxConfig
@@ -108,8 +108,8 @@ class Channel:
         "cid_name",
         "cid_num",
         "context",
-        "dialled",
         "dial_status",
+        "dialled",
         "endpoint",
         "exten",
         "first_num",
@@ -417,7 +417,7 @@ class CallTracker:
         """A point in the event stream; ``resync(..., since=mark)`` spares channels born later."""
         return self.events_seen
 
-    def resync(self, channels: list[Event], since: int | None = None) -> list[CtiEvent]:
+    def resync(self, channels: Sequence[Event], since: int | None = None) -> list[CtiEvent]:
         """Reconcile with a CoreShowChannels listing taken after a (re)connect.
 
         Channels we track that Asterisk no longer has ended while we were blind: they are
@@ -519,7 +519,7 @@ class CallTracker:
             self._is_trunk_endpoint(ch.endpoint)
             or (
                 self._is_trunk_context(ch.context)
-                and (is_root or not self._is_internal_context(ch.context) and not ch.first_num)
+                and (is_root or (not self._is_internal_context(ch.context) and not ch.first_num))
             )
         )
         self.channels[uid] = ch
@@ -776,15 +776,16 @@ class CallTracker:
         if not dest.dial_status or status == "ANSWER":
             dest.dial_status = status
         src = self.channels.get(ev.get("Uniqueid", ""))
-        if status == "ANSWER":
-            if src is not None and src is call.caller and not dest.is_local:
-                self._answered(call, dest, out)
-        elif status == "CANCEL" and src is not None and src is call.caller:
-            if not any(leg.dial_status == "ANSWER" for leg in call.legs):
-                if ev.get("Forward"):
-                    call.forwarded = True
-                elif not call.answered:
-                    call.caller_cancelled = True
+        if src is None or src is not call.caller:
+            return
+        if status == "ANSWER" and not dest.is_local:
+            self._answered(call, dest, out)
+        elif status == "CANCEL" and not any(leg.dial_status == "ANSWER" for leg in call.legs):
+            # The caller's own Dial was cancelled with no leg answering: the caller gave up.
+            if ev.get("Forward"):
+                call.forwarded = True
+            elif not call.answered:
+                call.caller_cancelled = True
 
     # ------------------------------------------------------------------ answering
 
@@ -872,10 +873,6 @@ class CallTracker:
     def _answered(self, call: Call, device: Channel, out: list[CtiEvent]) -> None:
         if call.answered_by is device or device is call.caller:
             return
-        if call.answered_by is not None and call.answered_by.uid in call.channels:
-            # Same device reached again through another bridge: nothing new.
-            if device.uid in call.answered_uids:
-                return
         call.answered = True
         call.answered_by = device
         if device.uid in call.answered_uids:
