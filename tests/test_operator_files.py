@@ -159,6 +159,107 @@ def test_unit_exposure_score(verifiable_unit: Path) -> None:
     assert float(m.group(1)) <= MAX_EXPOSURE, proc.stdout
 
 
+PR_SET_MDWE = 65
+PR_MDWE_REFUSE_EXEC_GAIN = 1
+
+
+def _memory_deny_write_execute() -> None:
+    """Child side of Popen: the kernel's own W^X policy, what MemoryDenyWriteExecute= enforces."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")
+
+
+def _mdwe_supported() -> bool:
+    probe = "import mmap; mmap.mmap(-1, 4096, prot=7)"  # PROT_READ|WRITE|EXEC must be refused
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", probe],
+            preexec_fn=_memory_deny_write_execute,
+            capture_output=True,
+            timeout=30,
+        )
+    except subprocess.SubprocessError:
+        return False
+    return proc.returncode != 0 and b"Permission denied" in proc.stderr
+
+
+def test_daemon_runs_under_memory_deny_write_execute(tmp_path: Path) -> None:
+    """MemoryDenyWriteExecute=yes must not break the daemon: start it under the same policy.
+
+    The kernel's PR_SET_MDWE (Linux 6.3+) refuses writable+executable mappings like systemd's
+    seccomp filter does. The daemon starts its outbox, AGI, status and metrics servers and
+    its HTTP client (TLS context), answers ``status`` and /metrics, then stops on SIGTERM.
+    """
+    if not _mdwe_supported():
+        pytest.skip("kernel without prctl(PR_SET_MDWE) (Linux 6.3+ needed)")
+    from tests.e2e.lab import PortPicker
+
+    ports = PortPicker()
+    agi_port, metrics_port, ami_port, zammad_port = (ports.port() for _ in range(4))
+    (tmp_path / "ami-secret").write_text("x\n")
+    (tmp_path / "zammad-url").write_text(f"https://127.0.0.1:{zammad_port}/api/v1/cti/t\n")
+    cfg = tmp_path / "cti-bridge.toml"
+    cfg.write_text(
+        f'''[ami]
+port = {ami_port}
+username = "cti-bridge"
+secret_file = "ami-secret"
+[zammad]
+url_file = "zammad-url"
+[agi]
+listen = "127.0.0.1:{agi_port}"
+[spool]
+path = "{tmp_path}/spool.sqlite3"
+[status]
+socket = "{tmp_path}/status.sock"
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+'''
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    cli = [sys.executable, "-m", "cti_bridge"]
+    daemon = subprocess.Popen(
+        [*cli, "run", "--config", str(cfg)],
+        preexec_fn=_memory_deny_write_execute,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        status = None
+        for _ in range(150):  # bounded: 150 polls of at most ~0.1 s plus the command
+            if daemon.poll() is not None:
+                break
+            status = subprocess.run(
+                [*cli, "status", "--json", "--config", str(cfg)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=env,
+            )
+            if status.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert daemon.poll() is None, daemon.communicate(timeout=10)[1]
+        assert status is not None and status.returncode == 0, status
+        import json
+        import urllib.request
+
+        assert "agi" in json.loads(status.stdout)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            assert b"cti_bridge_outbox_depth" in r.read()
+    finally:
+        daemon.terminate()
+        _, stderr = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, stderr
+    assert "Permission denied" not in stderr, stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # Example configuration
 
