@@ -825,6 +825,12 @@ class Daemon:
 
     def wait_ready(self, timeout: float = 20.0) -> dict[str, Any]:
         """Until status says AMI is connected (the daemon tracks calls from then on)."""
+        return self.wait_status(lambda doc: bool(doc.get("ami", {}).get("connected")), timeout)
+
+    def wait_status(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0
+    ) -> dict[str, Any]:
+        """Until ``status --json`` answers and ``predicate`` holds for it; the last status."""
         deadline = time.monotonic() + timeout
         last = ""
         while True:
@@ -834,11 +840,11 @@ class Daemon:
                 )
             with contextlib.suppress(subprocess.TimeoutExpired, OSError):
                 rc, doc, last = self.status(timeout=5)
-                if rc == 0 and doc and doc.get("ami", {}).get("connected"):
+                if rc == 0 and doc and predicate(doc):
                     return doc
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"daemon not ready in {timeout} s; last status: {last}\n{self.log_tail()}"
+                    f"status not as awaited in {timeout} s; last status: {last}\n{self.log_tail()}"
                 )
             time.sleep(0.2)
 
