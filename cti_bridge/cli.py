@@ -12,13 +12,21 @@ import json
 import logging
 import os
 import sys
+import tomllib
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
 from . import __version__
-from .config import CONFIG_ENV, Config, ConfigError, load_config
+from .config import (
+    CONFIG_ENV,
+    Config,
+    ConfigError,
+    StatusConfig,
+    default_config_path,
+    load_config,
+)
 
 EXIT_CONFIG = 2
 EXIT_NO_DAEMON = 3
@@ -115,17 +123,35 @@ def run(
 def status(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    socket_path: Annotated[
+        str | None, typer.Option("--socket", help="Status socket (overrides the config).")
+    ] = None,
 ) -> None:
     """Show what the running daemon is doing (exit 3 when no daemon answers)."""
-    cfg = _config(config)
     from .status import status_command
 
-    text, code = status_command(cfg.status.socket, as_json)
+    text, code = status_command(socket_path or _status_socket(config), as_json)
     if code == 0:
         typer.echo(text)
     else:
         typer.echo(text, err=True)
     raise typer.Exit(code)
+
+
+def _status_socket(path: Path | None) -> str:
+    """Only ``[status] socket`` is needed: members of the status group need not read secrets."""
+    cfg_path = Path(path if path is not None else default_config_path())
+    try:
+        data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        _fail(f"{cfg_path}: config file not found (or pass --socket)", EXIT_CONFIG)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        _fail(f"{cfg_path}: cannot read config file: {exc}", EXIT_CONFIG)
+    section = data.get("status", {})
+    value = section.get("socket", StatusConfig().socket) if isinstance(section, dict) else None
+    if not isinstance(value, str) or not value:
+        _fail(f"{cfg_path}: [status] socket: expected a path", EXIT_CONFIG)
+    return value
 
 
 @app.command()

@@ -33,6 +33,7 @@ log = logging.getLogger("cti_bridge")
 
 TICK_INTERVAL = 0.2
 STOP_GRACE = 5.0
+READY_GRACE = 20.0  # READY=1 at the first AMI login, or after this long without one
 
 
 class Daemon:
@@ -205,11 +206,18 @@ class Daemon:
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval()
+        started = time.monotonic()
         while not self._stop.is_set():
+            if not self._ready_sent and time.monotonic() - started > READY_GRACE:
+                # The PBX is down at boot: report ready anyway, so that systemd does not kill
+                # and restart us in a loop while the outbox and the AGI hook are needed.
+                self._ready_sent = True
+                self.notifier.ready(self._status_line())
+                log.warning("AMI not logged in after %.0f s; running without it", READY_GRACE)
             self._update_status()
             if interval:
                 self.notifier.watchdog()
-            await asyncio.sleep(interval or 5.0)
+            await asyncio.sleep(min(interval or 1.0, 1.0))
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -452,7 +452,7 @@ class Delivery:
         self.dead += len(ids)
         log.error(
             "DEAD-LETTERED %d event(s) of call %r (%s): %s. They are kept in the spool; "
-            "see `cti-bridge spool list-dead`, retry with `cti-bridge spool retry`",
+            "see `cti-bridge spool list --dead`, retry with `cti-bridge spool retry`",
             len(ids),
             cid,
             ", ".join(r.name for r in gone) or row.name,

@@ -1004,10 +1004,20 @@ class CallTracker:
         outcomes = [self._leg_outcome(leg) for leg in call.legs]
         outcomes = [o for o in outcomes if o]
         if not outcomes:
+            # Nothing was dialled: the caller's own end tells, e.g. a reject by the FastAGI
+            # hook (Hangup(17)) is busy; an IVR or voicemail that released the caller is not.
+            caller = call.caller or call.root
+            q850 = caller.hangup_cause if caller is not None else None
+            if q850 == _BUSY:
+                return "busy"
+            if q850 in _NOT_FOUND:
+                return "notFound"
+            if q850 in _CONGESTION and q850 != 127:
+                return "congestion"
             return "noAnswer"
-        for cause in ("noAnswerTimeout", "busy", "noAnswer", "notFound", "congestion"):
-            if cause in outcomes:
-                return "noAnswer" if cause == "noAnswerTimeout" else cause
+        for outcome in ("noAnswerTimeout", "busy", "noAnswer", "notFound", "congestion"):
+            if outcome in outcomes:
+                return "noAnswer" if outcome == "noAnswerTimeout" else outcome
         return "noAnswer"
 
     @staticmethod
