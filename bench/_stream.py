@@ -110,13 +110,20 @@ def load_traces(rules: CallRules) -> list[Trace]:
                 if j % 2:
                     if "." in part and int(part.partition(".")[2]) >= 1000:
                         sys.exit(f"{path}: Uniqueid {part} has seq >= 1000")
-                    out.append("{%d}" % tokens.setdefault(part, len(tokens)))
+                    out.append(f"{{{tokens.setdefault(part, len(tokens))}}}")
                 else:
                     out.append(part)
             formats.append("".join(out))
         hangups = [i for i, e in enumerate(events) if e.get("Event") == "Hangup"]
         traces.append(
-            Trace(path.stem, formats, list(tokens), expected, trigger, hangups[-1] if hangups else None)
+            Trace(
+                path.stem,
+                formats,
+                list(tokens),
+                expected,
+                trigger,
+                hangups[-1] if hangups else None,
+            )
         )
     return traces
 
@@ -150,7 +157,9 @@ def interleave(
     they would on a busy PBX while each call's own frames stay in order.
     """
     rnd = random.Random(seed)
-    calls = [CallCopy(first_copy + i, traces[(first_copy + i) % len(traces)]) for i in range(n_calls)]
+    calls = [
+        CallCopy(first_copy + i, traces[(first_copy + i) % len(traces)]) for i in range(n_calls)
+    ]
     pending = iter(calls)
     slots: list[tuple[CallCopy, list[str], list[int]]] = []
 

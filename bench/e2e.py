@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _stream import CallCopy, Stream, Trace, chunks, interleave, load_traces  # noqa: E402
+from _stream import CallCopy, Stream, chunks, interleave, load_traces  # noqa: E402
 
 from cti_bridge.config import load_config  # noqa: E402
 from cti_bridge.events import CtiEvent  # noqa: E402
@@ -155,6 +155,8 @@ socket = "{where / "status.sock"}"
 class DaemonProc:
     """``cti-bridge run`` in a subprocess, with a config pointing at the two fakes."""
 
+    extra_path = ""  # --daemon-path: prepended to the daemon's PYTHONPATH (A/B of a fix)
+
     def __init__(self, tmp: Path, ami_port: int, zammad_port: int, profile: Path | None) -> None:
         self.dir = Path(tempfile.mkdtemp(dir=tmp))
         self.config = self.dir / "cti-bridge.toml"
@@ -163,8 +165,13 @@ class DaemonProc:
         self.log = self.dir / "daemon.log"
         pre = [PY, "-m", "cProfile", "-o", str(profile), "-m"] if profile else [PY, "-m"]
         cmd = [*pre, "cti_bridge", "run", "--config", str(self.config), "--log-level", "warning"]
+        env = dict(os.environ)
+        if self.extra_path:
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [self.extra_path, env.get("PYTHONPATH")])
+            )
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), cwd=ROOT
+            cmd, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), cwd=ROOT, env=env
         )
 
     def _status(self) -> dict[str, str]:
@@ -294,7 +301,9 @@ def check_posts(posts: list[Post], streams: list[tuple[Stream, Sent]]) -> Check:
         event = parse_post(post)
         if event is None or str(event["callId"]) not in owner:
             res.malformed += 1
-            res.example = res.example or f"malformed: {post.path.replace(TOKEN, '***')} {post.body[:200]!r}"
+            res.example = (
+                res.example or f"malformed: {post.path.replace(TOKEN, '***')} {post.body[:200]!r}"
+            )
             continue
         got.setdefault(str(event["callId"]), []).append((post.at, event))
         res.last_post = max(res.last_post, post.at)
@@ -318,7 +327,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 # ---------------------------------------------------------------------------- phases
@@ -329,6 +338,7 @@ class PhaseResult:
     frames: int = 0
     calls: int = 0
     wall: float = 0.0
+    intake: float = 0.0  # first byte written -> last byte accepted by the daemon's socket
     cpu: float = 0.0
     check: Check = field(default_factory=Check)
     rss: list[tuple[int, float]] = field(default_factory=list)
@@ -351,7 +361,9 @@ async def run_daemon_phase(
     res = PhaseResult()
     try:
         await ami.wait_login(1, timeout=20)
-        await ami.wait_for(lambda: any(a.get("action", "").lower() == "coreshowchannels" for a in ami.actions), 10)
+        await ami.wait_for(
+            lambda: any(a.get("action", "").lower() == "coreshowchannels" for a in ami.actions), 10
+        )
         await asyncio.sleep(0.5)
         client = ami.logged_in_clients[0]
         res.rss.append((0, daemon.rss_mb()))
@@ -362,13 +374,18 @@ async def run_daemon_phase(
         done_calls = 0
         for stream in parts:
             want_hangups += sum(1 for c in stream.calls if c.trace.hangup_trigger is not None)
-            sent = await stream_to(client.writer, stream.data, client.lock, duration=duration_per_part,
-                                   size=4096 if duration_per_part else 65536)
+            sent = await stream_to(
+                client.writer,
+                stream.data,
+                client.lock,
+                duration=duration_per_part,
+                size=4096 if duration_per_part else 65536,
+            )
             first = first or sent.times[0]
             sents.append((stream, sent))
             if not await zammad.wait_hangups(want_hangups):
                 res.ok = False
-                print(f"  !! stalled: {zammad.hangups}/{want_hangups} hangups after {STALL:.0f} s idle")
+                print(f"  !! stalled: {zammad.hangups}/{want_hangups} hangups, {STALL:.0f} s idle")
                 break
             done_calls += len(stream.calls)
             res.frames += stream.frames
@@ -379,6 +396,7 @@ async def run_daemon_phase(
         await asyncio.sleep(0.3)  # anything after the last expected hangup is a duplicate
         res.check = check_posts(list(zammad.posts), sents)
         res.wall = res.check.last_post - first
+        res.intake = sents[-1][1].times[-1] - first
     finally:
         await daemon.stop()
         await ami.stop()
@@ -491,7 +509,9 @@ def fmt_rate(n: float) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--calls", type=int, default=4000, help="calls in the full-speed stream")
     ap.add_argument("--paced-calls", type=int, default=1500, help="calls in the paced stream")
     ap.add_argument("--rate", type=float, default=100.0, help="calls/s of the paced stream")
@@ -499,6 +519,7 @@ def main() -> None:
     ap.add_argument("--concurrent", type=int, default=50, help="calls open at a time")
     ap.add_argument("--quick", action="store_true", help="small run (~1 min): 800/300/2000 calls")
     ap.add_argument("--profile", type=Path, help="cProfile the full-speed daemon into this file")
+    ap.add_argument("--daemon-path", default="", help="prepend to the daemon's PYTHONPATH")
     ap.add_argument("--only", choices=["full", "paced", "soak", "clients"], action="append")
     ap.add_argument("--client", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -514,6 +535,7 @@ def main() -> None:
 
 async def bench(args: argparse.Namespace) -> None:
     only = set(args.only or ["full", "paced", "soak", "clients"])
+    DaemonProc.extra_path = args.daemon_path
     tmp = Path(tempfile.mkdtemp(prefix="cti-e2e-"))
     # The rules the daemon derives from the bench config: the expectations use the same.
     rules = _rules_for(tmp)
@@ -526,17 +548,33 @@ async def bench(args: argparse.Namespace) -> None:
     t0 = time.monotonic()
     full = interleave(traces, args.calls, concurrent=args.concurrent)
     print(
-        f"full stream: {args.calls} calls, {full.frames:,} AMI frames, {len(full.data) / 1e6:.1f} MB"
+        f"full stream: {args.calls} calls, {full.frames:,} AMI frames, "
+        f"{len(full.data) / 1e6:.1f} MB"
         f" (built in {time.monotonic() - t0:.1f} s)"
     )
     rows: list[tuple[str, str, str, str]] = []
-    lat_rows: list[str] = []
     res_full = None
     if "full" in only:
         print("running: daemon at full speed ...", flush=True)
         res_full = await run_daemon_phase(tmp, [full], profile=args.profile)
-        rows.append(_row("cti-bridge daemon (AMI->tracker->outbox->POST)", res_full.frames,
-                         res_full.wall, res_full.cpu, "+ bench ends"))
+        rows.append(
+            _row(
+                "cti-bridge daemon (AMI->tracker->outbox->POST)",
+                res_full.frames,
+                res_full.wall,
+                res_full.cpu,
+                "+ bench ends",
+            )
+        )
+        rows.append(
+            _row(
+                "  its AMI intake alone (last byte taken by its socket)",
+                res_full.frames,
+                res_full.intake,
+                0.0,
+                "(upper bound: posts lag behind)",
+            )
+        )
     clients: dict[str, float] = {}
     if "clients" in only:
         for mode, label in (
@@ -550,23 +588,31 @@ async def bench(args: argparse.Namespace) -> None:
             rows.append(_row(label, n, wall, cpu, "" if n == full.frames else f"ONLY {n} frames"))
     res_paced = None
     if "paced" in only:
-        paced = interleave(traces, args.paced_calls, first_copy=args.calls, concurrent=args.concurrent)
+        paced = interleave(
+            traces, args.paced_calls, first_copy=args.calls, concurrent=args.concurrent
+        )
         duration = args.paced_calls / args.rate
-        print(f"running: daemon paced at {args.rate:.0f} calls/s for {duration:.0f} s ...", flush=True)
+        print(
+            f"running: daemon paced at {args.rate:.0f} calls/s for {duration:.0f} s ...", flush=True
+        )
         res_paced = await run_daemon_phase(tmp, [paced], duration_per_part=duration)
     res_soak = None
     if "soak" in only and args.soak:
         part = max(1, args.soak // 4)
         print(f"running: soak, {args.soak} calls in 4 parts at full speed ...", flush=True)
         parts = [
-            interleave(traces, part, first_copy=10_000_000 + i * part, concurrent=args.concurrent, seed=i)
+            interleave(
+                traces, part, first_copy=10_000_000 + i * part, concurrent=args.concurrent, seed=i
+            )
             for i in range(4)
         ]
         res_soak = await run_daemon_phase(tmp, parts)
 
     print()
-    print(f"{'throughput, same byte stream over loopback':56s} {'events/s':>10s} {'wall s':>7s} "
-          f"{'CPU s':>7s} {'ev/CPU-s':>10s}")
+    print(
+        f"{'throughput, same byte stream over loopback':56s} {'events/s':>10s} {'wall s':>7s} "
+        f"{'CPU s':>7s} {'ev/CPU-s':>10s}"
+    )
     for r in rows:
         print(*r)
     if res_full and clients:
@@ -576,33 +622,44 @@ async def bench(args: argparse.Namespace) -> None:
             f"daemon / minimal parser = {d / clients['minimal']:.2f}x (target >= 0.5x)"
         )
     print()
-    print(f"{'latency: last Hangup frame written -> hangup POST received':62s} "
-          f"{'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'n':>6s}")
+    print(
+        f"{'latency: last Hangup frame written -> hangup POST received':62s} "
+        f"{'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'n':>6s}"
+    )
     for label, res in (("full speed", res_full), (f"paced {args.rate:.0f} calls/s", res_paced)):
         if res is not None:
             lat = res.check.latencies
-            print(f"{label:62s} {pct(lat, 50) * 1e3:8.1f} {pct(lat, 99) * 1e3:8.1f} "
-                  f"{(max(lat) if lat else float('nan')) * 1e3:8.1f} {len(lat):6d}")
-    del lat_rows
+            print(
+                f"{label:62s} {pct(lat, 50) * 1e3:8.1f} {pct(lat, 99) * 1e3:8.1f} "
+                f"{(max(lat) if lat else float('nan')) * 1e3:8.1f} {len(lat):6d}"
+            )
     print()
-    print(f"{'posts':24s} {'expected':>9s} {'received':>9s} {'lost':>5s} {'dup':>5s} {'wrong':>6s} "
-          f"{'malformed':>9s}")
+    print(
+        f"{'posts':24s} {'expected':>9s} {'received':>9s} {'lost':>5s} {'dup':>5s} {'wrong':>6s} "
+        f"{'malformed':>9s}"
+    )
     for label, res in (("full", res_full), ("paced", res_paced), ("soak", res_soak)):
         if res is not None:
             c = res.check
-            print(f"{label:24s} {c.expected:9d} {c.posts:9d} {c.lost:5d} {c.duplicated:5d} "
-                  f"{c.wrong:6d} {c.malformed:9d}" + ("" if res.ok else "  (STALLED)"))
+            print(
+                f"{label:24s} {c.expected:9d} {c.posts:9d} {c.lost:5d} {c.duplicated:5d} "
+                f"{c.wrong:6d} {c.malformed:9d}" + ("" if res.ok else "  (STALLED)")
+            )
             if c.example:
                 print(f"  first problem: {c.example}")
     print()
     for label, res in (("full", res_full), ("paced", res_paced), ("soak", res_soak)):
         if res is not None:
-            print(f"daemon RSS, {label}: peak {res.peak:.1f} MB; "
-                  + ", ".join(f"{n:,} calls {mb:.1f} MB" for n, mb in res.rss))
+            print(
+                f"daemon RSS, {label}: peak {res.peak:.1f} MB; "
+                + ", ".join(f"{n:,} calls {mb:.1f} MB" for n, mb in res.rss)
+            )
     if res_soak is not None and len(res_soak.rss) >= 3:
         growth = res_soak.rss[-1][1] - res_soak.rss[1][1]
-        print(f"soak RSS growth from {res_soak.rss[1][0]:,} to {res_soak.rss[-1][0]:,} calls: "
-              f"{growth:+.1f} MB")
+        print(
+            f"soak RSS growth from {res_soak.rss[1][0]:,} to {res_soak.rss[-1][0]:,} calls: "
+            f"{growth:+.1f} MB"
+        )
     if args.profile:
         print(f"\ncProfile of the full-speed daemon: {args.profile}")
         import pstats
@@ -622,8 +679,8 @@ def _rules_for(tmp: Path) -> CallRules:
 
 def _row(label: str, n: int, wall: float, cpu: float, note: str) -> tuple[str, str, str, str]:
     rate = n / wall if wall else 0.0
-    per_cpu = n / cpu if cpu else 0.0
-    return (f"{label:56s}", fmt_rate(rate), f"{wall:7.2f} {cpu:7.2f}", f"{fmt_rate(per_cpu)} {note}")
+    cpu_cols = f"{cpu:7.2f} {fmt_rate(n / cpu)}" if cpu else f"{'':7s} {'':10s}"
+    return (f"{label:56s}", fmt_rate(rate), f"{wall:7.2f} {cpu_cols}", note)
 
 
 if __name__ == "__main__":
