@@ -153,6 +153,21 @@ def test_duplicated_events(corpus: Corpus, data: st.DataObject) -> None:
     check_stream(out, tracker)
 
 
+@SETTINGS
+@given(data=st.data())
+def test_late_duplicates(corpus: Corpus, data: st.DataObject) -> None:
+    # A repeated event arriving later than its original (a second AMI session, a proxy
+    # replaying its buffer): it must not revive a finished call or post anything twice.
+    _, trace, rules = data.draw(st.sampled_from(corpus.all()), label="trace")
+    stream = list(trace)
+    for _ in range(data.draw(st.integers(1, 8), label="repeats")):
+        src = data.draw(st.integers(0, len(trace) - 1), label="event")
+        dst = data.draw(st.integers(src + 1, len(stream)), label="to")
+        stream.insert(dst, trace[src])
+    out, tracker = run(stream, rules)
+    check_stream(out, tracker)
+
+
 def test_every_event_doubled(corpus: Corpus) -> None:
     # The extreme case of the above: a proxy or a second login delivering everything twice
     # must give exactly the outcome of the clean stream.
