@@ -252,6 +252,7 @@ class CallTracker:
         self.rules = rules or CallRules()
         self._is_trunk_endpoint = self.rules.endpoint_is_trunk()
         self._is_trunk_context = self.rules.context_is_trunk()
+        self._is_internal_ctx = self.rules._matcher(self.rules.internal_contexts)
         self._numbers = NumberPlan(self.rules.numbers)
         self.channels: dict[str, Channel] = {}
         self.calls: dict[str, Call] = {}
@@ -264,6 +265,7 @@ class CallTracker:
         # Recently hung-up channels: a late duplicate Newchannel or a resync listing taken
         # before their Hangup must not bring them back. Bounded, oldest forgotten first.
         self._gone: OrderedDict[str, None] = OrderedDict()
+        self._quiet = False  # resync after a restart: rebuild answers without posting them
         self.now = 0.0
         self.events_seen = 0
         self.errors = 0
@@ -323,7 +325,12 @@ class CallTracker:
             for call in due:
                 self._emit_newcall(call, out)
         limit = self.rules.max_call_duration
-        stale = [c for c in self.calls.values() if c.last_seen and now - c.last_seen > limit]
+        stale = []
+        for c in self.calls.values():
+            if not c.last_seen:
+                c.last_seen = now  # fed before the clock started: count from now
+            elif now - c.last_seen > limit:
+                stale.append(c)
         for call in stale:
             log.warning("call %s had no event for %.0f s: closing it", call.call_id, limit)
             self._finish(call, out)
@@ -384,7 +391,7 @@ class CallTracker:
             or (
                 ch.endpoint
                 and self._is_trunk_context(context)
-                and not self._is_internal_context(context)
+                and not self._is_internal_ctx(context)
             )
         )
         event: CtiEvent
@@ -439,18 +446,55 @@ class CallTracker:
             if uid and uid not in self.channels and uid not in self._gone
         ]
         fresh.sort(key=lambda ch: (ch.get("Uniqueid") != ch.get("Linkedid"), ch.get("Uniqueid")))
+        first_start = limit == 0
         for ch in fresh:
             ev = dict(ch)
             ev["Event"] = "Newchannel"
             self.feed_into(ev, out)
             if ch.get("ChannelStateDesc") == "Up" or ch.get("ChannelState") == "6":
                 self.feed_into({**ev, "Event": "Newstate"}, out)
-        # Calls that began while we were blind are posted now, not after newcall_delay.
         adopted = {
             self.channels[u].call
             for u in (c.get("Uniqueid", "") for c in fresh)
             if u in self.channels
         }
+        # Rebuild what the listing tells of each adopted call: who its root is dialling (the
+        # root's Dial() arguments name the legs) and who shares a bridge.
+        for ch in fresh:
+            uid = ch.get("Uniqueid", "")
+            mine = self.channels.get(uid)
+            if mine is None or mine.call not in adopted or mine is mine.call.root:
+                continue
+            root = mine.call.root
+            if root is not None and not mine.is_local and mine.parent is None:
+                dial = listed.get(root.uid, {})
+                args = dial.get("ApplicationData", "") if dial.get("Application") == "Dial" else ""
+                self.feed_into(
+                    {
+                        "Event": "DialBegin",
+                        "Uniqueid": root.uid,
+                        "DestUniqueid": uid,
+                        "DialString": args.split(",", 1)[0],
+                    },
+                    out,
+                )
+        # After a restart the previous run posted the answers of calls that were already up;
+        # posting them again would reset Zammad's timing. After a reconnect it did not.
+        self._quiet = first_start
+        try:
+            for ch in fresh:
+                if ch.get("BridgeId") and ch.get("Uniqueid", "") in self.channels:
+                    self.feed_into(
+                        {
+                            "Event": "BridgeEnter",
+                            "BridgeUniqueid": ch["BridgeId"],
+                            "Uniqueid": ch["Uniqueid"],
+                        },
+                        out,
+                    )
+        finally:
+            self._quiet = False
+        # Calls that began while we were blind are posted now, not after newcall_delay.
         for call in adopted:
             if call.newcall_state == 1:
                 self._emit_newcall(call, out)
@@ -519,7 +563,7 @@ class CallTracker:
             self._is_trunk_endpoint(ch.endpoint)
             or (
                 self._is_trunk_context(ch.context)
-                and (is_root or (not self._is_internal_context(ch.context) and not ch.first_num))
+                and (is_root or (not self._is_internal_ctx(ch.context) and not ch.first_num))
             )
         )
         self.channels[uid] = ch
@@ -536,9 +580,6 @@ class CallTracker:
         if is_root:
             call.root = ch
             self._classify_root(call, ch, out)
-
-    def _is_internal_context(self, context: str) -> bool:
-        return any(fnmatch.fnmatchcase(context, p) for p in self.rules.internal_contexts)
 
     def _pair(self, one: Channel, two: Channel) -> None:
         one.peer, two.peer = two, one
@@ -880,7 +921,7 @@ class CallTracker:
         call.answered_uids.add(device.uid)
         if call.newcall_state == 1:
             self._emit_newcall(call, out)
-        if call.newcall_state != 2:
+        if call.newcall_state != 2 or self._quiet:
             return
         ev = self._base(call, "answer")
         if device.is_trunk:

@@ -465,3 +465,51 @@ def test_panoramisk_ami_v1_trace_is_survived(corpus_dir: Path) -> None:
     got, tracker = replay([corpus_dir / "panoramisk" / "originate_with_events.yaml"], CACO_RULES)
     assert tracker.errors == 0
     assert all(e["event"] in ("newCall", "answer", "hangup") for e in got)
+
+
+def _listing(events: list[dict[str, str]], upto: int) -> list[dict[str, str]]:
+    """A CoreShowChannels answer for the channels alive after ``events[:upto]``."""
+    alive: dict[str, dict[str, str]] = {}
+    bridge: dict[str, str] = {}
+    dial_data = ""
+    for ev in events[:upto]:
+        uid = ev.get("Uniqueid", "")
+        name = ev.get("Event")
+        if name == "Newchannel":
+            alive[uid] = {k: v for k, v in ev.items() if k not in ("Event", "Privilege")}
+        elif name == "DialBegin":
+            dial_data = ev.get("DialString", "")
+        elif name == "BridgeEnter":
+            bridge[uid] = ev["BridgeUniqueid"]
+        elif name == "Hangup":
+            alive.pop(uid, None)
+        if uid in alive and name in ("Newstate", "BridgeEnter"):
+            alive[uid]["ChannelState"] = ev.get("ChannelState", "")
+            alive[uid]["ChannelStateDesc"] = ev.get("ChannelStateDesc", "")
+    out = []
+    for uid, ch in alive.items():
+        item = {**ch, "Event": "CoreShowChannel", "BridgeId": bridge.get(uid, "")}
+        if uid == ch.get("Linkedid"):
+            item.update(Application="Dial", ApplicationData=f"PJSIP/{dial_data},,")
+        out.append(item)
+    return out
+
+
+@pytest.mark.parametrize("restart", [True, False], ids=["after-restart", "after-reconnect"])
+def test_resync_adopts_an_answered_outbound_call(corpus_dir: Path, restart: bool) -> None:
+    events = list(read_trace(corpus_dir / "lab-pjsip" / "pjsip_out_answered.jsonl"))
+    upto = max(i for i, ev in enumerate(events) if ev["Event"] == "BridgeEnter") + 1
+    tracker = CallTracker(LAB_RULES)
+    if not restart:
+        # A reconnect: the tracker has seen other traffic, but not this call's start.
+        tracker.feed_many(read_trace(corpus_dir / "lab-pjsip" / "pjsip_in_all_busy.jsonl"))
+    mark = tracker.mark()
+    out = tracker.resync(_listing(events, upto), since=mark)
+    out += tracker.feed_many(events[upto:])
+    names = [e["event"] for e in out]
+    # After a restart the previous run posted the answer; after a reconnect nobody did.
+    assert names == (["newCall", "hangup"] if restart else ["newCall", "answer", "hangup"])
+    assert out[0]["direction"] == "out" and out[0]["to"] == "491719990007"
+    assert out[0]["from"] == "101"
+    assert out[-1]["cause"] == "normalClearing"
+    assert tracker.calls == {}
