@@ -236,9 +236,10 @@ class AmiClient:
             return
         mgr.stopped = True
         if self._watchdog is not None:
+            # 3.11's wait_for can swallow a cancel when its future completes at the same
+            # moment; the watchdog also checks ``stopped``, and this wait is bounded.
             self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+            await asyncio.wait([self._watchdog], timeout=self.cfg.ping_timeout + 1.0)
         for task in list(self._tasks):
             task.cancel()
         mgr.close()
@@ -484,10 +485,10 @@ class AmiClient:
     async def _watch(self) -> None:
         """Ping when logged in; abort a link whose Pong (or login answer) does not come back."""
         cfg = self.cfg
-        while True:
+        while self._mgr is not None and not self._mgr.stopped:
             await asyncio.sleep(cfg.ping_interval)
             mgr = self._mgr
-            if mgr is None or mgr.protocol is None:
+            if mgr is None or mgr.stopped or mgr.protocol is None:
                 continue
             proto = mgr.protocol
             if self.connected:
