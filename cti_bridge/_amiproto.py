@@ -273,6 +273,7 @@ class LeanAMIProtocol(AMIProtocol):
         # pending action's answer is counted and dropped before anything is built.
         wanted = self._wanted
         responses = self.responses
+        read_before = self._stats.events_read
         filtered = 0
         for frame in frames:
             if frame.startswith("Event: "):
@@ -293,10 +294,12 @@ class LeanAMIProtocol(AMIProtocol):
                 self._rlog(
                     "frame-error", logging.ERROR, "AMI frame could not be handled", exc_info=True
                 )
-        self._stats.events_filtered += filtered
-        now = time.time()
-        self._stats.last_event_at = now
-        self._storm_check(now)
+        stats = self._stats
+        if filtered or stats.events_read != read_before:  # a Pong alone is not an event
+            stats.events_filtered += filtered
+            now = time.time()
+            stats.last_event_at = now
+            self._storm_check(now)
 
     def _skip(self, text: str) -> str:
         """Drop input up to and including the next blank line; return what follows it."""

@@ -117,7 +117,7 @@ class AmiClient:
         self._mgr: _Manager | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._logged_in = asyncio.Event() if _loop_running() else None
+        self._logged_in = asyncio.Event()  # binds to a loop lazily (3.10+)
         self._tcp_since: float | None = None
         self._login_failed = False
         self._last_error: str | None = None
@@ -132,7 +132,7 @@ class AmiClient:
     @property
     def connected(self) -> bool:
         """Logged in (a TCP connection without a successful login does not count)."""
-        return self._logged_in is not None and self._logged_in.is_set()
+        return self._logged_in.is_set()
 
     @property
     def since(self) -> float | None:
@@ -196,8 +196,6 @@ class AmiClient:
     async def start(self) -> None:
         """Make the first connect attempt; login and retries continue in the background."""
         loop = asyncio.get_running_loop()
-        if self._logged_in is None:
-            self._logged_in = asyncio.Event()
         factory = functools.partial(
             LeanAMIProtocol,
             sink=self._deliver,
@@ -244,14 +242,11 @@ class AmiClient:
             task.cancel()
         mgr.close()
         self._fail_pending()
-        if self._logged_in is not None:
-            self._logged_in.clear()
+        self._logged_in.clear()
         self._mgr = None
         self._set_state()
 
     async def wait_logged_in(self, timeout: float) -> bool:
-        if self._logged_in is None:
-            return False
         try:
             await asyncio.wait_for(self._logged_in.wait(), timeout)
         except TimeoutError:
@@ -413,7 +408,6 @@ class AmiClient:
         self._reason = None
         self._since = time.time()
         mgr.reconnect_timeout = self.cfg.reconnect_interval
-        assert self._logged_in is not None
         self._logged_in.set()
         log.info("AMI logged in to %s:%d", self.cfg.host, self.cfg.port)
         self._set_state()
@@ -422,8 +416,7 @@ class AmiClient:
     def _on_disconnect(self, mgr: Manager, exc: BaseException | None) -> None:
         was_logged_in = self.connected
         self._tcp_since = None
-        if self._logged_in is not None:
-            self._logged_in.clear()
+        self._logged_in.clear()
         self._fail_pending()
         if self._reason is not None:
             self._last_error = self._reason
@@ -520,11 +513,3 @@ class AmiClient:
             self._on_state()
         except Exception:
             log.exception("AMI state callback failed")
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True

@@ -97,7 +97,7 @@ async def test_login_and_events_arrive_in_order_as_plain_dicts(server: FakeAmi) 
         assert client.events_filtered >= 50
         assert client.events_read == len(rec.events)
         snap = client.snapshot()
-        assert snap["connected"] is True and snap["last_event_age_s"] is not None
+        assert snap["connected"] is True and 0 <= snap["last_event_age_s"] < 5
         assert snap["events_filtered"] == client.events_filtered
 
 
@@ -279,6 +279,15 @@ async def test_half_open_connection_is_detected_and_reconnected(server: FakeAmi)
         await server.send_raw(marker_event("after"))
         await rec.wait_marker("after")
         assert client.reconnects == 1
+
+
+async def test_unanswered_login_is_dropped_and_retried(server: FakeAmi) -> None:
+    server.stalled = True  # banner, then silence
+    async with running(server) as client:
+        await server.wait_for(lambda: client.last_error == "AMI login not answered")
+        assert not client.connected and not client.login_failed
+        server.stalled = False
+        assert await client.wait_logged_in(5)
 
 
 async def test_hangup_action_reaches_the_server(server: FakeAmi) -> None:
