@@ -466,7 +466,7 @@ class AmiClient:
             )
             return
         channels = [_plain(m) for m in result if m.get("Event") == "CoreShowChannel"]
-        log.info("AMI resync: %d active channel(s)", len(channels))
+        log.debug("AMI resync: %d active channel(s)", len(channels))
         if self._on_resync is None:
             return
         try:
