@@ -8,8 +8,8 @@ import pytest
 
 from tests.support.fake_zammad import FakeZammad
 
-from .expect import hangup, new_call, wait_hangups
 from .expect import assert_calls as assert_zammad_calls
+from .expect import hangup, new_call, wait_hangups
 from .lab import Daemon, Lab, daemon_config
 
 pytestmark = pytest.mark.e2e

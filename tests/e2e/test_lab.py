@@ -46,7 +46,11 @@ def test_phone_is_identified_by_from_user(clean_lab: Lab) -> None:
     assert (chans[0]["CallerIDNum"], chans[0]["CallerIDName"]) == ("102", "Jürgen Müller")
     # Leaves through the carrier without the 0, with the phone's number.
     (arrival,) = lab.arrivals(h.mark)
-    assert (arrival["Target"], arrival["CallerIDNum"]) == ("491719990001", "102")
+    assert (arrival["Target"], arrival["SeenNum"], arrival["SeenName"]) == (
+        "491719990001",
+        "102",
+        "Jürgen Müller",
+    )
 
 
 def test_agi_fails_open_without_daemon(clean_lab: Lab) -> None:
