@@ -116,11 +116,14 @@ async def test_calls_from_ami_reach_zammad_in_order(tmp_path: Path, corpus_dir: 
                 assert "tok3n" not in json.dumps(doc)
 
 
-async def test_resync_closes_a_call_that_ended_while_disconnected(
-    tmp_path: Path, corpus_dir: Path
-) -> None:
+@asynccontextmanager
+async def answered_then_blind(
+    tmp_path: Path, corpus_dir: Path, still_up: bool
+) -> AsyncIterator[tuple[Daemon, FakeZammad, FakeAmi, list[dict[str, str]], str]]:
+    """An answered call, then the AMI link drops; the PBX lists its channels or none."""
     events = lab(corpus_dir, "pjsip_in_anonymous")
     cut = next(i for i, ev in enumerate(events) if ev["Event"] == "BridgeEnter") + 2
+    call_id = next(ev["Linkedid"] for ev in events if ev["Event"] == "Newchannel")
     async with FakeAmi() as ami:
         with FakeZammad() as zammad:
             cfg = parse_config(make_config(tmp_path, ami, zammad.url()))
@@ -128,44 +131,38 @@ async def test_resync_closes_a_call_that_ended_while_disconnected(
                 await ami.wait_login()
                 for ev in events[:cut]:
                     await ami.send_event(ev)
-                call_id = next(ev["Linkedid"] for ev in events if ev["Event"] == "Newchannel")
                 await until(lambda: zammad.stored(call_id) == ["newCall", "answer"])
                 assert daemon.tracker.active_calls == 1
-                # The call ends while the daemon is blind; the PBX then has no channel left.
-                ami.channels = []
-                ami.disconnect_all()
-                await ami.wait_login(2)
-                await until(lambda: zammad.stored(call_id) == ["newCall", "answer", "hangup"])
-                hangup = stored_fields(zammad, call_id)[-1]
-                assert hangup["cause"] == "normalClearing"
-                assert hangup["direction"] == "in"
-                assert daemon.tracker.active_calls == 0
-
-
-async def test_resync_keeps_calls_still_up(tmp_path: Path, corpus_dir: Path) -> None:
-    events = lab(corpus_dir, "pjsip_in_anonymous")
-    cut = next(i for i, ev in enumerate(events) if ev["Event"] == "BridgeEnter") + 2
-    live = [ev for ev in events[:cut] if ev["Event"] == "Newchannel"]
-    async with FakeAmi() as ami:
-        with FakeZammad() as zammad:
-            cfg = parse_config(make_config(tmp_path, ami, zammad.url()))
-            async with running(cfg) as daemon:
-                await ami.wait_login()
-                for ev in events[:cut]:
-                    await ami.send_event(ev)
-                call_id = next(ev["Linkedid"] for ev in events if ev["Event"] == "Newchannel")
-                await until(lambda: zammad.stored(call_id) == ["newCall", "answer"])
                 ami.channels = [
                     {**{k: v for k, v in ev.items() if k != "Event"}, "ChannelState": "6"}
-                    for ev in live
+                    for ev in events[:cut]
+                    if ev["Event"] == "Newchannel" and still_up
                 ]
                 ami.disconnect_all()
                 await ami.wait_login(2)
-                await asyncio.sleep(0.5)
-                assert daemon.tracker.active_calls == 1
-                for ev in events[cut:]:
-                    await ami.send_event(ev)
-                await until(lambda: zammad.stored(call_id) == ["newCall", "answer", "hangup"])
+                yield daemon, zammad, ami, events[cut:], call_id
+
+
+async def test_resync_closes_a_call_that_ended_while_disconnected(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    async with answered_then_blind(tmp_path, corpus_dir, still_up=False) as ctx:
+        daemon, zammad, _, _, call_id = ctx
+        await until(lambda: zammad.stored(call_id) == ["newCall", "answer", "hangup"])
+        hangup = stored_fields(zammad, call_id)[-1]
+        assert hangup["cause"] == "normalClearing"
+        assert hangup["direction"] == "in"
+        assert daemon.tracker.active_calls == 0
+
+
+async def test_resync_keeps_calls_still_up(tmp_path: Path, corpus_dir: Path) -> None:
+    async with answered_then_blind(tmp_path, corpus_dir, still_up=True) as ctx:
+        daemon, zammad, ami, rest, call_id = ctx
+        await asyncio.sleep(0.5)
+        assert daemon.tracker.active_calls == 1
+        for ev in rest:
+            await ami.send_event(ev)
+        await until(lambda: zammad.stored(call_id) == ["newCall", "answer", "hangup"])
 
 
 async def test_agi_rejects_a_blocked_caller_before_anything_rings(
