@@ -11,27 +11,12 @@ from typing import Any
 import pytest
 
 from cti_bridge.ami import AmiClient
-from cti_bridge.config import AmiConfig, Secret
-from tests.support.fake_ami import FakeAmi, Recorder, marker_event
+from cti_bridge.config import AmiConfig
+from tests.support.fake_ami import FakeAmi, Recorder, ami_config, marker_event
 
 pytestmark = pytest.mark.timeout(30)
 
 SECRET = "very-s3cret-pw"
-
-
-def ami_config(server: FakeAmi, **overrides: Any) -> AmiConfig:
-    fields: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": server.port,
-        "username": server.username,
-        "secret": Secret(server.secret),
-        "ping_interval": 0.1,
-        # generous: a loaded CI machine must not trip the watchdog by accident
-        "ping_timeout": 1.0,
-        "reconnect_interval": 0.05,
-    }
-    fields.update(overrides)
-    return AmiConfig(**fields)
 
 
 @asynccontextmanager

@@ -22,8 +22,7 @@ from cti_bridge._amiproto import (
     parse_frame,
 )
 from cti_bridge.ami import AmiClient
-from tests.support.fake_ami import FakeAmi, Recorder, frame, marker_event
-from tests.test_ami import ami_config
+from tests.support.fake_ami import FakeAmi, Recorder, ami_config, frame, marker_event
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -16,6 +16,9 @@ import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from cti_bridge.config import AmiConfig, Secret
 
 EOL = "\r\n"
 
@@ -376,6 +379,22 @@ class FakeAmi:
 
 
 # -- client-side helpers shared by the AMI tests ----------------------------------------------
+
+
+def ami_config(server: FakeAmi, **overrides: Any) -> AmiConfig:
+    """Client settings for this server, with test-sized (fast) watchdog and retry timers."""
+    fields: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "username": server.username,
+        "secret": Secret(server.secret),
+        "ping_interval": 0.1,
+        # generous: a loaded CI machine must not trip the watchdog by accident
+        "ping_timeout": 1.0,
+        "reconnect_interval": 0.05,
+    }
+    fields.update(overrides)
+    return AmiConfig(**fields)
 
 
 class Recorder:
