@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from cti_bridge._amiproto import (
     DEFAULT_MAX_FRAME,
+    DEFAULT_WANTED_EVENTS,
     LeanAMIProtocol,
     ProtoStats,
     parse_frame,
@@ -255,3 +258,18 @@ def test_frame_oversized_without_blank_line_resyncs(caplog: pytest.LogCaptureFix
         got, stats = _feed(chunks)
     assert got == [{"Event": "Hangup", "Uniqueid": "8"}]
     assert stats.frames_oversized == 1
+
+
+def test_corpus_stream_parses_exactly(corpus_dir: Path) -> None:
+    """Every recorded lab event, framed as Asterisk sends it, comes out as the same dict."""
+    recorded = [
+        json.loads(line)
+        for path in sorted((corpus_dir / "lab-pjsip").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    data = b"Asterisk Call Manager/5.0.2\r\n" + b"".join(frame(e) for e in recorded)
+    got, stats = _feed([data[i : i + 4096] for i in range(0, len(data), 4096)])
+    assert got == [e for e in recorded if e["Event"] in DEFAULT_WANTED_EVENTS]
+    assert stats.events_filtered == len(recorded) - len(got) > 0
+    assert stats.frames_malformed == 0
