@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from _stream import CallCopy, Stream, chunks, interleave, load_traces  # noqa: E
 
 from cti_bridge.config import load_config  # noqa: E402
 from cti_bridge.events import CtiEvent  # noqa: E402
+from cti_bridge.status import fetch_status  # noqa: E402
 from cti_bridge.tracker import CallRules  # noqa: E402
 from tests.support.fake_ami import FakeAmi  # noqa: E402
 
@@ -191,6 +193,15 @@ class DaemonProc:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
+    async def tracker_state(self) -> str:
+        """Calls and channels the daemon still tracks (status socket): a leak shows here."""
+        try:
+            doc = await asyncio.to_thread(fetch_status, str(self.dir / "status.sock"))
+        except Exception as exc:  # a bench: report, do not stop
+            return f"status: {type(exc).__name__}"
+        calls = doc.get("calls", {})
+        return f"{calls.get('active')} calls/{calls.get('channels')} channels tracked"
+
     async def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -262,6 +273,7 @@ class Check:
     wrong: int = 0  # right call, wrong content or order
     malformed: int = 0
     example: str = ""
+    kinds: Counter[str] = field(default_factory=Counter)  # what the wrong posts got wrong
     latencies: list[float] = field(default_factory=list)
     last_post: float = 0.0
 
@@ -316,6 +328,8 @@ def check_posts(posts: list[Post], streams: list[tuple[Stream, Sent]]) -> Check:
         for w, h in zip(want, events, strict=False):
             if w != h:
                 res.wrong += 1
+                keys = sorted(k for k in {*w, *h} if w.get(k) != h.get(k))
+                res.kinds[f"{w.get('event')} differs in {', '.join(keys)}"] += 1
                 res.example = res.example or f"call {cid}: expected {w}, got {h}"
         for at, e in have:
             if e.get("event") == "hangup":
@@ -341,7 +355,7 @@ class PhaseResult:
     intake: float = 0.0  # first byte written -> last byte accepted by the daemon's socket
     cpu: float = 0.0
     check: Check = field(default_factory=Check)
-    rss: list[tuple[int, float]] = field(default_factory=list)
+    rss: list[tuple[int, float, str]] = field(default_factory=list)  # calls, MB, tracker state
     peak: float = 0.0
     ok: bool = True
 
@@ -366,7 +380,7 @@ async def run_daemon_phase(
         )
         await asyncio.sleep(0.5)
         client = ami.logged_in_clients[0]
-        res.rss.append((0, daemon.rss_mb()))
+        res.rss.append((0, daemon.rss_mb(), await daemon.tracker_state()))
         cpu0 = daemon.cpu()
         sents = []
         want_hangups = 0
@@ -389,7 +403,7 @@ async def run_daemon_phase(
                 break
             done_calls += len(stream.calls)
             res.frames += stream.frames
-            res.rss.append((done_calls, daemon.rss_mb()))
+            res.rss.append((done_calls, daemon.rss_mb(), await daemon.tracker_state()))
         res.cpu = daemon.cpu() - cpu0
         res.calls = done_calls
         res.peak = daemon.peak_mb()
@@ -645,6 +659,8 @@ async def bench(args: argparse.Namespace) -> None:
                 f"{label:24s} {c.expected:9d} {c.posts:9d} {c.lost:5d} {c.duplicated:5d} "
                 f"{c.wrong:6d} {c.malformed:9d}" + ("" if res.ok else "  (STALLED)")
             )
+            for kind, count in c.kinds.most_common(3):
+                print(f"  {count} x {kind}")
             if c.example:
                 print(f"  first problem: {c.example}")
     print()
@@ -652,7 +668,7 @@ async def bench(args: argparse.Namespace) -> None:
         if res is not None:
             print(
                 f"daemon RSS, {label}: peak {res.peak:.1f} MB; "
-                + ", ".join(f"{n:,} calls {mb:.1f} MB" for n, mb in res.rss)
+                + "; ".join(f"{n:,} calls {mb:.1f} MB ({st})" for n, mb, st in res.rss)
             )
     if res_soak is not None and len(res_soak.rss) >= 3:
         growth = res_soak.rss[-1][1] - res_soak.rss[1][1]
