@@ -8,6 +8,7 @@ reason. Install it with ``.ci/install-asterisk`` (as root).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from tests.support.fake_zammad import FakeZammad
 
+from .expect import calls_in_order
 from .lab import Daemon, Lab, TcpProxy, asterisk_binary, daemon_available, daemon_config, lab_dir
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -32,6 +34,7 @@ def _unavailable(reason: str) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     outcome = yield
     rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
     if rep.failed:
         for title, source in getattr(item, "_e2e_logs", []):
             with contextlib.suppress(Exception):
@@ -71,8 +74,39 @@ def clean_lab(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Lab]:
     attach_log(request, "pbx log", lambda: lab.pbx.tail(80))
     attach_log(request, "world log", lambda: lab.world.tail(40))
     _reset(lab)
+    mark = lab.pbx_ami.mark()
     yield lab
+    rep = getattr(request.node, "rep_call", None)
+    if RECORD_DIR and rep is not None and rep.passed:
+        record_trace(Path(RECORD_DIR), request, lab.pbx_ami.since(mark))
     _reset(lab)
+
+
+RECORD_DIR = os.environ.get("CTI_E2E_RECORD", "")
+# Per-channel noise left out of recordings (the daemon's AMI user never gets these either).
+UNRECORDED = frozenset({"VarSet", "TestEvent", "RTCPSent", "RTCPReceived"})
+
+
+def record_trace(where: Path, request: pytest.FixtureRequest, events: list[dict[str, str]]) -> None:
+    """Write the pbx's AMI events of a passed test as ``<test>.jsonl`` and what Zammad stored
+    into ``EXPECTED.json`` (CTI_E2E_RECORD=<dir>): traces of this lab for replay tests."""
+    name = request.node.name.replace("[", "_").replace("]", "").replace("-", "_")
+    where.mkdir(parents=True, exist_ok=True)
+    with (where / f"{name}.jsonl").open("w", encoding="utf-8") as f:
+        for ev in events:
+            if ev.get("Event") in UNRECORDED:
+                continue
+            clean = {k: v for k, v in ev.items() if not k.startswith("_")}
+            f.write(json.dumps(clean, ensure_ascii=False) + "\n")
+    z = request.node.funcargs.get("zammad")
+    if isinstance(z, FakeZammad):
+        expected_file = where / "EXPECTED.json"
+        doc = json.loads(expected_file.read_text("utf-8")) if expected_file.exists() else {}
+        doc[name] = [
+            [{k: v for k, v in ev.items() if k != "callId"} for ev in call.events]
+            for call in calls_in_order(z)
+        ]
+        expected_file.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", "utf-8")
 
 
 def _reset(lab: Lab) -> None:
@@ -85,9 +119,17 @@ def _reset(lab: Lab) -> None:
     lab.reset_modes()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "zammad(**kwargs): FakeZammad keyword arguments for the zammad fixture"
+    )
+
+
 @pytest.fixture
-def zammad() -> Iterator[FakeZammad]:
-    with FakeZammad() as z:
+def zammad(request: pytest.FixtureRequest) -> Iterator[FakeZammad]:
+    """A fresh fake Zammad; ``@pytest.mark.zammad(blocked=(...), ...)`` configures it."""
+    marker = request.node.get_closest_marker("zammad")
+    with FakeZammad(**(marker.kwargs if marker else {})) as z:
         yield z
 
 

@@ -7,7 +7,6 @@ import pytest
 
 from tests.support.fake_zammad import FakeZammad
 
-from .conftest import DaemonFactory
 from .expect import (
     answer,
     assert_calls,
@@ -199,53 +198,51 @@ def test_phone_to_phone_not_posted(clean_lab: Lab, daemon: Daemon, zammad: FakeZ
     assert zammad.requests == [], describe(zammad)
 
 
-def test_blocked_caller_rejected(clean_lab: Lab, start_daemon: DaemonFactory):
-    with FakeZammad(blocked=("491710000099",)) as zammad:
-        start_daemon(zammad)
-        clean_lab.set_mode("alice", "answer")
-        clean_lab.set_mode("bob", "answer")
-        pbx_mark = clean_lab.pbx_ami.mark()
-        h = clean_lab.call(GROUP, "491710000099")
-        assert clean_lab.originate_response(h)["Response"] == "Failure"
-        calls = wait_hangups(zammad, 1)
-        # No phone rang and the caller heard busy.
-        assert clean_lab.arrivals(h.mark) == []
-        assert clean_lab.pbx_ami.since(pbx_mark, "DialBegin") == []
-        (result,) = clean_lab.dial_results(h.mark)
-        assert (result["DialStatus"], result["Cause"]) == ("BUSY", "17")
-        # Still logged, with exactly one hangup, and the cause the caller heard.
-        assert_calls(
-            zammad,
-            calls,
-            [[new_call("491710000099", GROUP, "in"), hangup("in", "busy")]],
-        )
+@pytest.mark.zammad(blocked=("491710000099",))
+def test_blocked_caller_rejected(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad):
+    clean_lab.set_mode("alice", "answer")
+    clean_lab.set_mode("bob", "answer")
+    pbx_mark = clean_lab.pbx_ami.mark()
+    h = clean_lab.call(GROUP, "491710000099")
+    assert clean_lab.originate_response(h)["Response"] == "Failure"
+    calls = wait_hangups(zammad, 1)
+    # No phone rang and the caller heard busy.
+    assert clean_lab.arrivals(h.mark) == []
+    assert clean_lab.pbx_ami.since(pbx_mark, "DialBegin") == []
+    (result,) = clean_lab.dial_results(h.mark)
+    assert (result["DialStatus"], result["Cause"]) == ("BUSY", "17")
+    # Still logged, with exactly one hangup, and the cause the caller heard.
+    assert_calls(
+        zammad,
+        calls,
+        [[new_call("491710000099", GROUP, "in"), hangup("in", "busy")]],
+    )
 
 
-def test_outbound_caller_id_set_by_zammad(clean_lab: Lab, start_daemon: DaemonFactory):
-    with FakeZammad(routing=(("4917199*", "4930555999"),)) as zammad:
-        start_daemon(zammad)
-        clean_lab.set_mode("491719990011", "answer")
-        h = clean_lab.call_from_phone("alice", "0491719990011", talk=1)
-        assert clean_lab.originate_response(h)["Response"] == "Success"
-        calls = wait_hangups(zammad, 1)
-        (arrival,) = clean_lab.arrivals(h.mark)
-        # Zammad's caller id replaced the number only; the name is the phone's.
-        assert (arrival["Target"], arrival["SeenNum"], arrival["SeenName"]) == (
-            "491719990011",
-            "4930555999",
-            "Alice Agent",
-        )
-        assert_calls(
-            zammad,
-            calls,
+@pytest.mark.zammad(routing=(("4917199*", "4930555999"),))
+def test_outbound_caller_id_set_by_zammad(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad):
+    clean_lab.set_mode("491719990011", "answer")
+    h = clean_lab.call_from_phone("alice", "0491719990011", talk=1)
+    assert clean_lab.originate_response(h)["Response"] == "Success"
+    calls = wait_hangups(zammad, 1)
+    (arrival,) = clean_lab.arrivals(h.mark)
+    # Zammad's caller id replaced the number only; the name is the phone's.
+    assert (arrival["Target"], arrival["SeenNum"], arrival["SeenName"]) == (
+        "491719990011",
+        "4930555999",
+        "Alice Agent",
+    )
+    assert_calls(
+        zammad,
+        calls,
+        [
             [
-                [
-                    new_call("101", "491719990011", "out"),
-                    answer("out"),
-                    hangup("out", "normalClearing"),
-                ]
-            ],
-        )
+                new_call("101", "491719990011", "out"),
+                answer("out"),
+                hangup("out", "normalClearing"),
+            ]
+        ],
+    )
 
 
 def test_calls_are_kept_apart(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad):

@@ -118,29 +118,28 @@ def test_pbx_restart_daemon_reconnects(clean_lab: Lab, daemon: Daemon, zammad: F
     assert_calls(zammad, calls, [answered_in("491710000051")])
 
 
+@pytest.mark.zammad(blocked=("491710000081",))
 def test_slow_zammad_fails_open_and_late_reject_is_not_applied(
-    clean_lab: Lab, start_daemon: DaemonFactory
+    clean_lab: Lab, daemon: Daemon, zammad: FakeZammad
 ):
     """Zammad too slow for the hook ([agi] timeout 2 s): the blocked caller gets through, and
     the reject that comes with the late-stored newCall does not cut the call afterwards."""
-    with FakeZammad(blocked=("491710000081",)) as zammad:
-        start_daemon(zammad)
-        # Each held request outlasts the daemon's 1 s HTTP timeout and is dropped; the
-        # first two take more than the hook's 2 s.
-        zammad.delay(3.0, times=3)
-        clean_lab.set_mode("alice", "answer")
-        pbx_mark = clean_lab.pbx_ami.mark()
-        h = clean_lab.call(ALICE_DID, "491710000081", talk=4)
-        assert clean_lab.originate_response(h)["Response"] == "Success"
-        assert [a["Target"] for a in clean_lab.arrivals(h.mark)] == ["alice"]
-        calls = wait_hangups(zammad, 1)
-        assert_calls(zammad, calls, [answered_in("491710000081")])
-        # The caller ended the call (its BYE: HangupRequest), nobody cut it (AMI Hangup action:
-        # SoftHangupRequest first).
-        ends = [
-            e["Event"]
-            for e in clean_lab.pbx_ami.since(pbx_mark)
-            if e["Event"] in ("HangupRequest", "SoftHangupRequest")
-            and e.get("Channel", "").startswith("PJSIP/carrier-")
-        ]
-        assert ends[:1] == ["HangupRequest"], ends
+    # Each held request outlasts the daemon's 1 s HTTP timeout and is dropped; the first two
+    # take more than the hook's 2 s.
+    zammad.delay(3.0, times=3)
+    clean_lab.set_mode("alice", "answer")
+    pbx_mark = clean_lab.pbx_ami.mark()
+    h = clean_lab.call(ALICE_DID, "491710000081", talk=4)
+    assert clean_lab.originate_response(h)["Response"] == "Success"
+    assert [a["Target"] for a in clean_lab.arrivals(h.mark)] == ["alice"]
+    calls = wait_hangups(zammad, 1)
+    assert_calls(zammad, calls, [answered_in("491710000081")])
+    # The caller ended the call (its BYE: HangupRequest), nobody cut it (AMI Hangup action:
+    # SoftHangupRequest first).
+    ends = [
+        e["Event"]
+        for e in clean_lab.pbx_ami.since(pbx_mark)
+        if e["Event"] in ("HangupRequest", "SoftHangupRequest")
+        and e.get("Channel", "").startswith("PJSIP/carrier-")
+    ]
+    assert ends[:1] == ["HangupRequest"], ends
