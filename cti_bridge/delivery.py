@@ -60,6 +60,7 @@ RESULTS = ("ok", "reject", "dial", "duplicate", "unavailable", "rejected", "fail
 
 _SAFE_TO_REPEAT = frozenset({429, 502, 503, 504})
 _MAX_DEAD_CALLS = 10_000
+CHECKPOINT_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -137,6 +138,7 @@ class Delivery:
             for i in range(max(1, self._cfg.concurrency))
         ]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="zammad-housekeeping"))
+        self._tasks.append(asyncio.create_task(self._checkpoints(), name="outbox-checkpoint"))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Let posts in flight finish for up to ``grace`` s; everything else stays in the outbox."""
@@ -327,14 +329,21 @@ class Delivery:
             if not call.rows:
                 self._reschedule(cid, call)
                 continue
-            if self._state == "ok":
-                await self._step(cid, call)
-                continue
-            async with self._probe:  # not healthy: one request at a time
-                if self._hold_until > time.monotonic() or self._stopping:
-                    self._ready.appendleft(cid)
+            try:
+                if self._state == "ok":
+                    await self._step(cid, call)
                     continue
-                await self._step(cid, call)
+                async with self._probe:  # not healthy: one request at a time
+                    if self._hold_until > time.monotonic() or self._stopping:
+                        self._ready.appendleft(cid)
+                        continue
+                    await self._step(cid, call)
+            except Exception as exc:  # a bug or a failing disk must not kill the sender
+                log.exception("delivering call %r failed unexpectedly; will retry", cid)
+                self.last_error = f"internal error: {type(exc).__name__}"
+                self._hold_until = time.monotonic() + self._backoff(self._streak + 1)
+                if cid in self._calls and cid not in self._ready:
+                    self._ready.appendleft(cid)
 
     async def _step(self, cid: str, call: _Call) -> None:
         if not call.rows:  # expired while this worker waited for the probe lock
@@ -523,6 +532,15 @@ class Delivery:
                 self._load()
             except Exception:
                 log.exception("outbox housekeeping failed")
+
+    async def _checkpoints(self) -> None:
+        """Checkpoint the WAL off the event loop (Outbox(background_checkpoint=True))."""
+        while not self._stopping:
+            await self._pause(CHECKPOINT_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self._outbox.checkpoint)
+            except Exception:
+                log.exception("outbox checkpoint failed")
 
     def _expire_idle(self) -> None:
         """Dead-letter over-age heads of calls not being sent (Zammad may be down for days)."""

@@ -114,6 +114,7 @@ def _fields_dict(fields: list[tuple[str, str]]) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -133,6 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(405, b'{"error":"Method Not Allowed"}')
 
     def do_POST(self) -> None:
+        arrived = time.time()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         fake = self.server.fake
@@ -152,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.delay)
             if self._client_gone():
-                fake._record(Request("POST", self.path, fields, 0, b"", time.time(), "dropped"))
+                fake._record(Request("POST", self.path, fields, 0, b"", arrived, "dropped"))
                 self.close_connection = True
                 return
             fault = None
@@ -164,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
                 fields,
                 status,
                 body[:4096],
-                time.time(),
+                arrived,
                 fault.kind if fault else None,
             )
         )
@@ -503,6 +505,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quiet", action="store_true", help="do not print requests")
     args = ap.parse_args(argv)
 
+    out_lock = threading.Lock()
+
     def show(req: Request) -> None:
         if not args.quiet:
             line = {
@@ -513,7 +517,9 @@ def main(argv: list[str] | None = None) -> None:
                 "response": req.response[:300].decode("utf-8", "replace"),
                 "fault": req.fault,
             }
-            print(json.dumps(line), flush=True)
+            text = json.dumps(line)
+            with out_lock:  # one handler thread per connection: keep lines whole
+                print(text, flush=True)
 
     fake = FakeZammad(
         args.token,
