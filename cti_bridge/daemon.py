@@ -42,7 +42,7 @@ class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.started = time.time()
-        self.tracker = CallTracker(CallRules.from_config(cfg))
+        self.tracker = CallTracker(CallRules.from_config(cfg), clock=time.monotonic)
         self.outbox = Outbox(cfg.spool.path)
         self.client = ZammadClient(cfg.zammad)
         self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.metrics.listen else None

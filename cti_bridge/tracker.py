@@ -248,8 +248,14 @@ def dialled_number(dial_string: str) -> str:
 class CallTracker:
     """Feed AMI events with ``feed()``; it returns the CTI events they cause, in order."""
 
-    def __init__(self, rules: CallRules | None = None) -> None:
+    def __init__(
+        self, rules: CallRules | None = None, *, clock: Callable[[], float] | None = None
+    ) -> None:
         self.rules = rules or CallRules()
+        # A live daemon passes time.monotonic so a pending newCall is held for newcall_delay
+        # from the moment it was armed; replays leave it None and stay deterministic (the
+        # clock then only moves with tick()).
+        self._clock = clock
         self._is_trunk_endpoint = self.rules.endpoint_is_trunk()
         self._is_trunk_context = self.rules.context_is_trunk()
         self._is_internal_ctx = self.rules._matcher(self.rules.internal_contexts)
@@ -637,7 +643,7 @@ class CallTracker:
     def _arm(self, call: Call) -> None:
         if call.newcall_state == 0 and not call.silent:
             call.newcall_state = 1
-            call.armed_at = self.now
+            call.armed_at = self._clock() if self._clock is not None else self.now
             self._pending[call.call_id] = call
 
     def _release_on(self, ev: Event, out: list[CtiEvent]) -> None:
