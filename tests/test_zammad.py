@@ -314,3 +314,55 @@ class _raw_server:
         for t in asyncio.all_tasks():
             if t.get_coro().__qualname__.startswith("_raw_server._handle"):  # type: ignore[union-attr]
                 t.cancel()
+
+
+# -- the fake's model of Zammad (the e2e tests and benches rely on it) --------------------------
+
+
+async def test_fake_models_zammads_call_log(fake: FakeZammad, client: ZammadClient) -> None:
+    inbound = call_events("in1", answered=False)
+    await client.post(inbound[0])
+    await client.post(inbound[1])  # hangup while ringing: a missed call
+    assert fake.calls()["in1"].done is False
+    await client.post(inbound[1])  # a duplicate hangup flips it to done (docs §5)
+    assert fake.calls()["in1"].done is True
+    late = call_events("in1")[1]
+    assert await client.post(late) == NO_ACTION  # answer after hangup: ignored
+    assert fake.stored("in1") == ["newCall", "hangup", "hangup"]
+    # A blocked caller is rejected and still logged; outbound routing rewrites `from`.
+    assert (await client.post(call_events("b", frm="4930666")[0])).action == "reject"
+    assert fake.stored("b") == ["newCall"]
+    fake.routing = [("41*", "41715880339000")]
+    dial = await client.post(call_events("o", direction="out", frm="100", to="4147110")[0])
+    assert dial.caller_id == "41715880339000" and fake.calls()["o"].from_ == "41715880339000"
+    statuses = [r.status for r in fake.requests]
+    assert statuses == [200] * len(statuses)
+
+
+def test_fake_runs_standalone() -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fake_zammad", "--token", "T0k3n-xyz"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        port = json.loads(proc.stdout.readline())["port"]
+        import httpx
+
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/cti/T0k3n-xyz",
+            data={"event": "newCall", "direction": "in", "callId": "s", "from": "1", "to": "2"},
+        )
+        assert r.status_code == 200 and r.json() == {}
+        line = json.loads(proc.stdout.readline())
+        assert line["status"] == 200 and "T0k3n-xyz" not in line["path"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
