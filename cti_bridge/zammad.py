@@ -220,11 +220,15 @@ class ZammadClient:
                 f"cannot connect: {_scrub(str(exc)) or type(exc).__name__}",
                 maybe_processed=False,
             ) from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise ZammadRejected(f"unusable URL ({type(exc).__name__})") from None
         except (httpx.HTTPError, OSError) as exc:
             detail = _scrub(str(exc))
             raise ZammadUnavailable(
                 f"{type(exc).__name__}{': ' + detail if detail else ''}"
             ) from None
+        except Exception as exc:  # e.g. OverflowError for a port out of range; text may hold URL
+            raise ZammadUnavailable(f"unexpected {type(exc).__name__}") from None
         return self._interpret(status, location, raw)
 
     async def _exchange(self, body: str) -> tuple[int, str | None, bytes]:

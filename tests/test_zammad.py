@@ -16,6 +16,7 @@ from cti_bridge.zammad import (
     NO_ACTION,
     ZammadAnswer,
     ZammadClient,
+    ZammadError,
     ZammadRejected,
     ZammadUnavailable,
     check_endpoint,
@@ -366,3 +367,10 @@ def test_fake_runs_standalone() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/api/v1/cti/Tok-4f9a8b7c6d", "ftp://x/y"])
+async def test_unusable_url_is_a_clean_error(url: str) -> None:
+    with pytest.raises(ZammadError) as info:
+        await send_once(zcfg(url), call_events("u")[0])
+    assert "Tok-4f9a8b7c6d" not in str(info.value)
