@@ -151,7 +151,8 @@ def start_daemon(
     request: pytest.FixtureRequest,
     daemon_runnable: None,
 ) -> Iterator[DaemonFactory]:
-    """``start_daemon(zammad, ami_port=None, users=None, wait=True)`` -> a running daemon.
+    """``start_daemon(zammad, ami_port=None, users=None, wait=True, ami_secret=None,
+    zammad_url=None)`` -> a running daemon, config and spool in a directory of its own.
 
     ``ami_port`` lets a test put a TcpProxy between the daemon and the pbx's AMI.
     """
@@ -164,6 +165,7 @@ def start_daemon(
         users: dict[str, str] | None = None,
         wait: bool = True,
         ami_secret: str | None = None,
+        zammad_url: str | None = None,
     ) -> Daemon:
         d = tmp_path / f"daemon{len(started)}"
         d.mkdir()
@@ -172,7 +174,7 @@ def start_daemon(
             ami_port=ami_port or clean_lab.pbx_ami_port,
             ami_username=clean_lab.ami_username,
             ami_secret=clean_lab.ami_secret if ami_secret is None else ami_secret,
-            zammad_url=zammad.url(),
+            zammad_url=zammad.url() if zammad_url is None else zammad_url,
             agi_port=clean_lab.agi_port,
             users=users,
         )

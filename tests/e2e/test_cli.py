@@ -114,3 +114,44 @@ def test_daemon_down_calls_go_on_then_tracked_after_start(
             ]
         ],
     )
+
+
+def test_wrong_token_keeps_events_until_config_fixed(
+    clean_lab: Lab, start_daemon, zammad: FakeZammad
+):
+    """Zammad refuses the token: status says so, events stay in the spool; after the operator
+    fixes the URL and restarts the daemon, they are delivered."""
+    daemon = start_daemon(zammad, zammad_url=zammad.url("wrong-token-456"))
+    clean_lab.set_mode("alice", "answer")
+    h = clean_lab.call("4930555300", "491710000091", talk=1)
+    assert clean_lab.originate_response(h)["Response"] == "Success"
+    clean_lab.wait_idle()
+    doc = daemon.wait_status(lambda d: d["spool"]["pending"] == 3 and d["calls"]["active"] == 0)
+    assert doc["zammad"]["state"] == "rejected", doc
+    rc, _, out = daemon.status()
+    assert rc == 0 and "wrong-token-456" not in out, out
+    assert zammad.calls() == {}
+
+    daemon.stop()
+    daemon_config(
+        daemon.config.parent,
+        ami_port=clean_lab.pbx_ami_port,
+        ami_username=clean_lab.ami_username,
+        ami_secret=clean_lab.ami_secret,
+        zammad_url=zammad.url(),
+        agi_port=clean_lab.agi_port,
+    )
+    daemon.start()
+    calls = wait_hangups(zammad, 1)
+    assert_zammad_calls(
+        zammad,
+        calls,
+        [
+            [
+                new_call("491710000091", "4930555300", "in"),
+                {"event": "answer", "user": "Alice Agent", "answeringNumber": "101"},
+                hangup("in", "normalClearing"),
+            ]
+        ],
+    )
+    assert "wrong-token-456" not in daemon.log.read_text("utf-8", "replace")
