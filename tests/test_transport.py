@@ -1,0 +1,451 @@
+"""LeanTransport against raw asyncio servers on 127.0.0.1 that answer byte for byte as scripted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cti_bridge._transport import LeanTransport
+
+TOKEN = "Tok-4f9a8b7c6d"
+PATH = f"/api/v1/cti/{TOKEN}"
+FORM = {"event": "newCall", "direction": "in", "callId": "c1", "from": "4930", "to": "100"}
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+Handler = Callable[["Peer"], Awaitable[None]]
+
+
+@dataclass
+class Peer:
+    """One accepted connection; ``request()`` reads one request (head + Content-Length body)."""
+
+    server: RawServer
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def request(self) -> bytes | None:
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        raw = head + await self.reader.readexactly(length)
+        self.server.requests.append(raw)
+        return raw
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+
+@dataclass
+class RawServer:
+    handler: Handler
+    requests: list[bytes] = field(default_factory=list)
+    connections: int = 0
+    open_now: int = 0
+    open_max: int = 0
+    port: int = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open_now += 1
+        self.open_max = max(self.open_max, self.open_now)
+        try:
+            await self.handler(Peer(self, reader, writer))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.open_now -= 1
+            writer.close()
+
+    def url(self, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{PATH}"
+
+
+@contextlib.asynccontextmanager
+async def serve(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[RawServer]:
+    srv = RawServer(handler)
+    server = await asyncio.start_server(srv._serve, "127.0.0.1", 0, ssl=tls)
+    srv.port = server.sockets[0].getsockname()[1]
+    try:
+        yield srv
+    finally:
+        server.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await server.wait_closed()
+
+
+def answer_each(response: bytes, delay: float = 0.0) -> Handler:
+    """Keep-alive server: the same answer to every request on the connection."""
+
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:
+            if delay:
+                await asyncio.sleep(delay)
+            await peer.send(response)
+
+    return handler
+
+
+@contextlib.asynccontextmanager
+async def client(timeout: float = 2.0, **kw: object) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=LeanTransport(**kw),  # type: ignore[arg-type]
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+        headers={"Accept": "application/json", "Accept-Encoding": "identity"},
+    ) as c:
+        yield c
+
+
+async def test_keep_alive_reuses_one_connection_and_sends_one_clean_request() -> None:
+    async with serve(answer_each(OK)) as srv, client() as c:
+        for _ in range(20):
+            resp = await c.post(srv.url(), data=FORM)
+            assert resp.status_code == 200 and resp.json() == {}
+            assert resp.http_version == "HTTP/1.1" and resp.reason_phrase == "OK"
+    assert srv.connections == 1 and len(srv.requests) == 20
+    head, _, body = srv.requests[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == f"POST {PATH} HTTP/1.1".encode()
+    assert f"Host: 127.0.0.1:{srv.port}".encode() in lines
+    assert b"Content-Type: application/x-www-form-urlencoded" in lines
+    assert b"Content-Length: %d" % len(body) in lines
+    assert body == b"event=newCall&direction=in&callId=c1&from=4930&to=100"
+
+
+async def test_chunked_body_with_extension_and_trailer() -> None:
+    resp_bytes = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'5;ext=1\r\n{"a":\r\n2\r\n1}\r\n0\r\nX-Trailer: t\r\n\r\n'
+    )
+    async with serve(answer_each(resp_bytes)) as srv, client() as c:
+        for _ in range(3):
+            assert (await c.get(srv.url())).json() == {"a": 1}
+    assert srv.connections == 1  # a complete chunked body keeps the connection
+
+
+async def test_close_delimited_body() -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 5000)
+        peer.writer.close()
+
+    async with serve(handler) as srv, client() as c:
+        for _ in range(2):
+            assert (await c.get(srv.url())).content == b"x" * 5000
+    assert srv.connections == 2
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+    ],
+)
+async def test_connection_close_is_honoured(response: bytes) -> None:
+    # The server keeps its side open: only the client's decision makes a new connection.
+    async with serve(answer_each(response)) as srv, client() as c:
+        for _ in range(3):
+            assert (await c.get(srv.url())).content == b"{}"
+    assert srv.connections == 3 and len(srv.requests) == 3
+
+
+@pytest.mark.parametrize("loop_saw_close", [True, False])
+async def test_idle_connection_closed_by_server_is_replaced(loop_saw_close: bool) -> None:
+    closed = asyncio.Event()
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(OK)
+        peer.writer.close()  # an idle keep-alive timeout, without saying Connection: close
+        await peer.writer.wait_closed()
+        closed.set()
+
+    async with serve(handler) as srv, client() as c:
+        assert (await c.post(srv.url(), data=FORM)).status_code == 200
+        await closed.wait()
+        if loop_saw_close:
+            await asyncio.sleep(0.05)
+        else:
+            time.sleep(0.05)  # the FIN is in the kernel; the loop has not read it yet
+        assert (await c.post(srv.url(), data=FORM)).status_code == 200
+    assert srv.connections == 2
+    assert len(srv.requests) == 2  # nothing was sent twice
+
+
+@pytest.mark.parametrize("reused", [False, True])
+async def test_request_read_then_dropped_is_not_resent(reused: bool) -> None:
+    async def handler(peer: Peer) -> None:
+        if reused:
+            await peer.request()
+            await peer.send(OK)
+        await peer.request()
+        # Gone after reading: Zammad may have stored it, so the client must not send it again.
+
+    async with serve(handler) as srv, client() as c:
+        if reused:
+            await c.post(srv.url(), data=FORM)
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)) as info:
+            await c.post(srv.url(), data=FORM)
+        await asyncio.sleep(0.05)
+    assert srv.connections == 1
+    assert len(srv.requests) == (2 if reused else 1)
+    assert info.value.request.url.path == PATH
+
+
+async def test_read_timeout() -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await asyncio.sleep(5)
+
+    async with serve(handler) as srv, client(timeout=0.2) as c:
+        with pytest.raises(httpx.ReadTimeout) as info:
+            await c.post(srv.url(), data=FORM)
+    assert TOKEN not in str(info.value)
+
+
+async def test_connect_refused() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with client() as c:
+        with pytest.raises(httpx.ConnectError) as info:
+            await c.post(f"http://127.0.0.1:{port}{PATH}", data=FORM)
+    assert "refused" in str(info.value).lower()
+    assert TOKEN not in str(info.value) and "127.0.0.1" not in str(info.value)
+
+
+async def test_pool_bound_under_concurrency() -> None:
+    async with serve(answer_each(OK, delay=0.01)) as srv, client(max_connections=3) as c:
+        results = await asyncio.gather(*(c.post(srv.url(), data=FORM) for _ in range(30)))
+    assert all(r.status_code == 200 for r in results)
+    assert len(srv.requests) == 30
+    assert srv.open_max <= 3 and srv.connections <= 3
+
+
+async def test_pool_timeout() -> None:
+    async with serve(answer_each(OK, delay=0.5)) as srv, client(max_connections=1) as c:
+        slow = asyncio.create_task(c.post(srv.url(), data=FORM))
+        await asyncio.sleep(0.05)
+        with pytest.raises(httpx.PoolTimeout):
+            await c.post(srv.url(), data=FORM, timeout=httpx.Timeout(2.0, pool=0.1))
+        assert (await slow).status_code == 200
+    assert len(srv.requests) == 1
+
+
+def _endless(head: bytes, piece: bytes) -> Handler:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(head)
+        for _ in range(2000):  # bounded: 2000 pieces, far beyond the cap
+            await peer.send(piece)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("head", "piece"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n", b"y" * 4096),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"1000\r\n%s\r\n" % (b"y" * 4096),
+        ),
+        (b"HTTP/1.1 200 OK\r\n\r\n", b"y" * 4096),
+    ],
+    ids=["content-length", "chunked", "close-delimited"],
+)
+async def test_huge_body_is_capped_and_connection_dropped(head: bytes, piece: bytes) -> None:
+    async with serve(_endless(head, piece)) as srv, client(max_response_bytes=10_000) as c:
+        for _ in range(2):
+            assert (await c.get(srv.url())).content == b"y" * 10_000
+    assert srv.connections == 2  # the capped connection was not pooled
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"SPDY/9 200 OK\r\n\r\n",
+        b"HTTP/1.1 2xx OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"h" * 100_000 + b"\r\n\r\n",
+    ],
+    ids=["version", "status", "header", "two-lengths", "chunk-size", "short-body", "huge-head"],
+)
+async def test_malformed_answers_raise_without_the_token(response: bytes) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(response)
+
+    async with serve(handler) as srv, client() as c:
+        with pytest.raises(httpx.RemoteProtocolError) as info:
+            await c.post(srv.url(), data=FORM)
+    assert TOKEN not in str(info.value) and "/api/" not in str(info.value)
+
+
+async def test_redirect_is_returned_untouched() -> None:
+    resp_bytes = (
+        b"HTTP/1.1 302 Found\r\nLocation: https://elsewhere.example/login\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    async with serve(answer_each(resp_bytes)) as srv, client() as c:
+        resp = await c.post(srv.url(), data=FORM)
+    assert resp.status_code == 302
+    assert resp.headers["location"] == "https://elsewhere.example/login"
+    assert len(srv.requests) == 1
+
+
+async def test_interim_100_continue_is_skipped() -> None:
+    async with serve(answer_each(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)) as srv, client() as c:
+        for _ in range(2):
+            assert (await c.post(srv.url(), data=FORM)).status_code == 200
+    assert srv.connections == 1
+
+
+async def test_streamed_request_body_is_sent_chunked() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"event=newCall"
+        yield b"&callId=s"
+
+    async def handler(peer: Peer) -> None:
+        head = await peer.reader.readuntil(b"\r\n\r\n")
+        rest = await peer.reader.readuntil(b"0\r\n\r\n")
+        peer.server.requests.append(head + rest)
+        await peer.send(OK)
+
+    async with serve(handler) as srv, client() as c:
+        assert (await c.post(srv.url(), content=body())).status_code == 200
+    assert srv.requests[0].endswith(b"\r\n\r\n16\r\nevent=newCall&callId=s\r\n0\r\n\r\n")
+
+
+async def test_cancelled_request_frees_its_slot() -> None:
+    async with serve(answer_each(OK, delay=0.3)) as srv, client(max_connections=1) as c:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await c.post(srv.url(), data=FORM)
+        assert (await c.post(srv.url(), data=FORM)).status_code == 200
+    assert srv.connections == 2  # the interrupted connection was not reused
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.binary(max_size=3000), cuts=st.lists(st.integers(1, 700), max_size=8))
+def test_chunked_round_trip(body: bytes, cuts: list[int]) -> None:
+    pieces, rest = [], body
+    for n in cuts:
+        pieces.append(rest[:n])
+        rest = rest[n:]
+    pieces = [p for p in [*pieces, rest] if p]
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+    async def run() -> None:
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        async with serve(answer_each(head + framed)) as srv, client() as c:
+            for _ in range(2):
+                assert (await c.get(srv.url())).content == body
+        assert srv.connections == 1
+
+    asyncio.run(run())
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path] | None:
+    """A certificate for 127.0.0.1 from ``cryptography`` or, failing that, the openssl tool."""
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    try:
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            return None
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+             "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        return cert, key
+    pkey = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    crt = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(pkey.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(san, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(pkey, hashes.SHA256())
+    )
+    cert.write_bytes(crt.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        pkey.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    files = _self_signed(tmp_path)
+    if files is None:
+        pytest.skip("TLS test needs the cryptography package or the openssl tool; neither found")
+    return files
+
+
+async def test_tls_keep_alive_and_verification(tls_files: tuple[Path, Path]) -> None:
+    cert, key = tls_files
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    async with serve(answer_each(OK), tls=server_ctx) as srv:
+        trusting = ssl.create_default_context(cafile=str(cert))
+        async with client(verify=trusting) as c:
+            for _ in range(3):
+                assert (await c.post(srv.url("https"), data=FORM)).json() == {}
+        assert srv.connections == 1
+        async with client() as c:  # default CA store: the self-signed certificate is refused
+            with pytest.raises(httpx.ConnectError) as info:
+                await c.post(srv.url("https"), data=FORM)
+        assert "certificate" in str(info.value).lower() and TOKEN not in str(info.value)
+        async with client(verify=False) as c:
+            assert (await c.post(srv.url("https"), data=FORM)).status_code == 200
+    assert len(srv.requests) == 4
