@@ -72,13 +72,14 @@ def test_daemon_killed_during_outage_loses_nothing(
     clean_lab.wait_idle()
     daemon.wait_status(lambda d: d["spool"]["pending"] == 3)
     # Call B is answered and still up when the daemon is killed.
-    hb = clean_lab.call(ALICE_DID, "491710000032", talk=6)
+    hb = clean_lab.call(ALICE_DID, "491710000032", talk=60)
     assert clean_lab.originate_response(hb)["Response"] == "Success"
     daemon.wait_status(lambda d: d["spool"]["pending"] == 5)
     daemon.kill()
     daemon.start()
     daemon.wait_ready()
-    clean_lab.wait_idle()  # B ends while the new daemon watches
+    clean_lab.hangup_all()  # B ends while the new daemon watches
+    clean_lab.wait_idle()
     zammad.up()
     calls = wait_hangups(zammad, 2)
     assert_calls(
@@ -95,12 +96,13 @@ def test_ami_cut_while_call_ends(
 ):
     daemon = start_daemon(zammad, ami_port=ami_proxy.port)
     clean_lab.set_mode("alice", "answer")
-    h = clean_lab.call(ALICE_DID, "491710000041", talk=3)
+    h = clean_lab.call(ALICE_DID, "491710000041", talk=60)
     assert clean_lab.originate_response(h)["Response"] == "Success"
     assert zammad.wait_for(lambda z: any("answer" in z.stored(c) for c in z.calls()), 10)
     since = daemon.wait_ready()["ami"]["since"]
     ami_proxy.cut()
-    clean_lab.wait_idle()  # the call ends unseen
+    clean_lab.hangup_all()  # the call ends unseen
+    clean_lab.wait_idle()
     ami_proxy.restore()
     daemon.wait_status(lambda d: d["ami"]["connected"] and d["ami"]["since"] != since)
     calls = wait_hangups(zammad, 1)
@@ -143,3 +145,25 @@ def test_slow_zammad_fails_open_and_late_reject_is_not_applied(
         and e.get("Channel", "").startswith("PJSIP/carrier-")
     ]
     assert ends[:1] == ["HangupRequest"], ends
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="daemon gap (reported to the lead): a call that ends while the daemon is down never "
+    "gets its hangup; after the restart the tracker does not know it and nothing closes it",
+)
+def test_call_ends_while_daemon_is_down(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad):
+    """The daemon is killed during an answered call that ends before it is back: the call's
+    hangup is still posted after the restart (the spool holds an open call the PBX no longer
+    has)."""
+    clean_lab.set_mode("alice", "answer")
+    h = clean_lab.call(ALICE_DID, "491710000033", talk=60)
+    assert clean_lab.originate_response(h)["Response"] == "Success"
+    assert zammad.wait_for(lambda z: any("answer" in z.stored(c) for c in z.calls()), 10)
+    daemon.kill()
+    clean_lab.hangup_all()
+    clean_lab.wait_idle()
+    daemon.start()
+    daemon.wait_ready()
+    calls = wait_hangups(zammad, 1, timeout=15)
+    assert_calls(zammad, calls, [answered_in("491710000033")])
