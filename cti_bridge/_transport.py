@@ -110,11 +110,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
         url = request.url
         key: _Key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
         data = _encode(request, await request.aread())
-        try:
-            async with asyncio.timeout(timeout.get("pool")):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise httpx.PoolTimeout("no free connection in the pool", request=request) from None
+        if self._slots.locked():  # only a wait needs a timer
+            try:
+                async with asyncio.timeout(timeout.get("pool")):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise httpx.PoolTimeout("no free connection in the pool", request=request) from None
+        else:
+            await self._slots.acquire()
         conn: _Conn | None = None
         reusable = False
         try:
@@ -275,9 +278,10 @@ async def _send(
     conn: _Conn, data: bytes, request: httpx.Request, write_timeout: float | None
 ) -> None:
     try:
-        async with asyncio.timeout(write_timeout):
-            conn.writer.write(data)
-            await conn.writer.drain()
+        conn.writer.write(data)
+        if conn.writer.transport.get_write_buffer_size():  # the kernel did not take it all
+            async with asyncio.timeout(write_timeout):
+                await conn.writer.drain()
     except TimeoutError:
         raise httpx.WriteTimeout("write timed out", request=request) from None
     except OSError as exc:

@@ -226,6 +226,19 @@ async def test_read_timeout() -> None:
     assert TOKEN not in str(info.value)
 
 
+async def test_write_timeout() -> None:
+    stop = asyncio.Event()
+
+    async def handler(peer: Peer) -> None:
+        await stop.wait()  # never reads: the client's socket buffers fill up
+
+    async with serve(handler) as srv, client(timeout=0.3) as c:
+        with pytest.raises(httpx.WriteTimeout) as info:
+            await c.post(srv.url(), content=b"x" * (64 * 1024 * 1024))
+        stop.set()
+    assert TOKEN not in str(info.value)
+
+
 async def test_connect_refused() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
