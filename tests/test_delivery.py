@@ -211,6 +211,7 @@ async def test_wrong_token_keeps_events_until_fixed(fake: FakeZammad, tmp_path: 
         assert "401" in (st["last_error"] or "")
         assert fake.stored_count() == 0
         # While rejected the bridge probes slowly, one request at a time: no flood.
+        await asyncio.sleep(0.1)  # let the first concurrent burst (one post per worker) land
         before = len(fake.requests)
         await asyncio.sleep(0.5)
         assert len(fake.requests) - before <= 4  # config_retry_interval is 0.2 s
