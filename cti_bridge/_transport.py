@@ -108,7 +108,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise RuntimeError("LeanTransport is closed")
         timeout = request.extensions.get("timeout", {})
         url = request.url
-        key: _Key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        host = url.raw_host.decode("ascii")  # IDNA-encoded, as DNS and SNI want it
+        key: _Key = (url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
         data = _encode(request, await request.aread())
         if self._slots.locked():  # only a wait needs a timer
             try:
@@ -136,14 +137,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._slots.release()
 
     def _take_idle(self, key: _Key) -> _Conn | None:
-        """The newest usable idle connection to ``key``; stale ones are dropped on the way."""
+        """The newest usable idle connection to ``key``; stale or expired ones are dropped."""
         now = time.monotonic()
         for i in range(len(self._idle) - 1, -1, -1):
             conn = self._idle[i]
-            if conn.key != key:
+            if conn.key != key and now - conn.idle_since <= self._expiry:
                 continue
             del self._idle[i]
-            if conn.usable(now, self._expiry):
+            if conn.key == key and conn.usable(now, self._expiry):
                 self._busy += 1
                 return conn
             conn.abort()
@@ -220,10 +221,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             size = 0
             while True:
                 line = await reader.readuntil(b"\r\n")
-                try:
-                    n = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise httpx.RemoteProtocolError("bad chunk size", request=request) from None
+                n = _chunk_size(line)
+                if n < 0:
+                    raise httpx.RemoteProtocolError("bad chunk size", request=request)
                 if n == 0:
                     while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
                         pass
@@ -250,14 +250,18 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return b"".join(parts), False
 
     async def aclose(self) -> None:
+        """Close idle connections politely (TLS close_notify); busy ones close when they finish."""
         self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.writer.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await asyncio.gather(
+                    *(c.writer.wait_closed() for c in idle), return_exceptions=True
+                )
         for conn in idle:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await conn.writer.wait_closed()
+            conn.abort()  # a no-op for those already closed
 
 
 def _encode(request: httpx.Request, body: bytes) -> bytes:
@@ -293,7 +297,7 @@ def _parse_head(
 ) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
     status_line, *lines = head[:-4].split(b"\r\n")
     parts = status_line.split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not _is_status(parts[1]):
         raise httpx.RemoteProtocolError("malformed status line", request=request)
     headers: list[tuple[bytes, bytes]] = []
     for line in lines:
@@ -303,3 +307,18 @@ def _parse_head(
         headers.append((name, value.strip()))
     reason = parts[2] if len(parts) > 2 else b""
     return parts[0], int(parts[1]), reason, headers
+
+
+def _is_status(code: bytes) -> bool:
+    return len(code) == 3 and code.isdigit()
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _chunk_size(line: bytes) -> int:
+    """The size on a chunk line (extensions ignored); -1 when it is not plain hex digits."""
+    digits = line.split(b";", 1)[0].strip()
+    if not digits or len(digits) > 16 or not _HEX.issuperset(digits):
+        return -1
+    return int(digits, 16)

@@ -258,6 +258,28 @@ async def test_pool_bound_under_concurrency() -> None:
     assert srv.open_max <= 3 and srv.connections <= 3
 
 
+async def test_expired_idle_connection_is_closed_not_reused() -> None:
+    async with serve(answer_each(OK)) as srv, client(keepalive_expiry=0.05) as c:
+        await c.get(srv.url())
+        await asyncio.sleep(0.1)
+        await c.get(srv.url())
+        await asyncio.sleep(0.05)
+        assert srv.connections == 2 and srv.open_now == 1
+
+
+async def test_pool_bound_holds_across_origins() -> None:
+    async with (
+        serve(answer_each(OK)) as a,
+        serve(answer_each(OK)) as b,
+        client(max_connections=1) as c,
+    ):
+        for srv in (a, b, a):
+            assert (await c.get(srv.url())).status_code == 200
+            await asyncio.sleep(0.05)
+            assert a.open_now + b.open_now == 1  # the other origin's idle socket was closed
+    assert a.connections == 2 and b.connections == 1
+
+
 async def test_pool_timeout() -> None:
     async with serve(answer_each(OK, delay=0.5)) as srv, client(max_connections=1) as c:
         slow = asyncio.create_task(c.post(srv.url(), data=FORM))
@@ -305,10 +327,22 @@ async def test_huge_body_is_capped_and_connection_dropped(head: bytes, piece: by
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\n{}\r\n0\r\n\r\n",
+        b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nX-Big: " + b"h" * 100_000 + b"\r\n\r\n",
     ],
-    ids=["version", "status", "header", "two-lengths", "chunk-size", "short-body", "huge-head"],
+    ids=[
+        "version",
+        "status",
+        "header",
+        "two-lengths",
+        "chunk-size",
+        "negative-chunk",
+        "short-status",
+        "short-body",
+        "huge-head",
+    ],
 )
 async def test_malformed_answers_raise_without_the_token(response: bytes) -> None:
     async def handler(peer: Peer) -> None:
