@@ -37,6 +37,8 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "lab"
 ROOT = HERE.parent.parent
 MANAGER_CTI = ROOT / "conf" / "asterisk" / "manager_cti.conf"
+EXTENSIONS_CTI = ROOT / "conf" / "asterisk" / "extensions_cti.conf"
+SHIPPED_AGI = "agi://127.0.0.1:4573/"
 
 MODULE_DIRS = (
     "/usr/lib/asterisk/modules",
@@ -550,8 +552,20 @@ class Lab:
             "read = system,call,agent,user\nwrite = call,reporting\nwritetimeout = 5000\n"
         )
 
+    def extensions_cti_conf(self) -> str:
+        """The shipped dialplan hooks, pointed at the lab's AGI port."""
+        if not EXTENSIONS_CTI.is_file():
+            return "; conf/asterisk/extensions_cti.conf not found\n"
+        text = EXTENSIONS_CTI.read_text("utf-8")
+        return text.replace(SHIPPED_AGI, f"agi://127.0.0.1:{self.agi_port}/")
+
     def start(self) -> None:
-        self.pbx.write_config({"manager_cti.conf": self.manager_cti_conf()})
+        self.pbx.write_config(
+            {
+                "manager_cti.conf": self.manager_cti_conf(),
+                "extensions_cti.conf": self.extensions_cti_conf(),
+            }
+        )
         self.world.write_config()
         # Start both at once: each takes a few seconds of mostly module loading. Spawned here,
         # in the caller's thread, which outlives them (PDEATHSIG follows the spawning thread).

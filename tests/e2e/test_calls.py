@@ -273,3 +273,41 @@ def test_calls_are_kept_apart(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad
         ],
     )
     assert calls_in_order(zammad)
+
+
+SHIPPED_HOOK_DID = "4930555901"  # routed through conf/asterisk/extensions_cti.conf as shipped
+
+
+def test_shipped_hook_file_is_loaded(clean_lab: Lab):
+    out = clean_lab.command("pbx", "dialplan show from-trunk-cti")
+    assert "_X." in out and "AGI(agi://127.0.0.1:" in out, out
+    assert f":{clean_lab.agi_port}/newcall" in out, out
+
+
+@pytest.mark.zammad(blocked=("491710000098",))
+def test_shipped_hook_rejects_and_reports(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad):
+    """The operator's hook as shipped: a blocked caller is rejected (busy, no phone rings), a
+    normal one rings through to [from-pstn] and is reported like any other call."""
+    clean_lab.set_mode("alice", "answer")
+    h1 = clean_lab.call(SHIPPED_HOOK_DID, "491710000098")
+    assert clean_lab.originate_response(h1)["Response"] == "Failure"
+    (result,) = clean_lab.dial_results(h1.mark)
+    assert result["DialStatus"] == "BUSY"
+    assert clean_lab.arrivals(h1.mark) == []
+    clean_lab.wait_idle()
+    h2 = clean_lab.call(SHIPPED_HOOK_DID, "491710000097", talk=1)
+    assert clean_lab.originate_response(h2)["Response"] == "Success"
+    assert [a["Target"] for a in clean_lab.arrivals(h2.mark)] == ["alice"]
+    calls = wait_hangups(zammad, 2)
+    assert_calls(
+        zammad,
+        calls,
+        [
+            [new_call("491710000098", SHIPPED_HOOK_DID, "in"), hangup("in", "busy")],
+            [
+                new_call("491710000097", SHIPPED_HOOK_DID, "in"),
+                answer("in", user="Alice Agent", answeringNumber="101"),
+                hangup("in", "normalClearing"),
+            ],
+        ],
+    )

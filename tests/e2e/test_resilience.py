@@ -165,7 +165,7 @@ def test_call_ends_while_daemon_is_down(clean_lab: Lab, daemon: Daemon, zammad: 
     clean_lab.wait_idle()
     daemon.start()
     daemon.wait_ready()
-    calls = wait_hangups(zammad, 1, timeout=15)
+    calls = wait_hangups(zammad, 1, timeout=8)
     assert_calls(zammad, calls, [answered_in("491710000033")])
 
 
@@ -190,7 +190,7 @@ def test_whole_call_during_ami_cut(
     clean_lab.wait_idle()
     ami_proxy.restore()
     daemon.wait_status(lambda d: d["ami"]["connected"] and d["ami"]["since"] != since)
-    calls = wait_hangups(zammad, 1, timeout=15)
+    calls = wait_hangups(zammad, 1, timeout=8)
     assert len(calls) == 1, describe(zammad)
     names = [e["event"] for e in calls[0].events]
     assert names == ["newCall", "hangup"], describe(zammad)
