@@ -12,6 +12,7 @@ import os
 import re
 import stat
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,6 +254,10 @@ def _url(value: Any) -> str:
     if not re.match(r"https?://[^/\s]+", s):
         # Do not echo the value: it holds the token.
         raise ValueError("expected an http(s):// URL")
+    try:
+        urllib.parse.urlsplit(s).port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError("the URL's port must be a number from 1 to 65535") from None
     return s
 
 

@@ -43,7 +43,7 @@ class Daemon:
         self.cfg = cfg
         self.started = time.time()
         self.tracker = CallTracker(CallRules.from_config(cfg), clock=time.monotonic)
-        self.outbox = Outbox(cfg.spool.path)
+        self.outbox = Outbox(cfg.spool.path, background_checkpoint=True)
         self.client = ZammadClient(cfg.zammad)
         self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.metrics.listen else None
         self.delivery = Delivery(
