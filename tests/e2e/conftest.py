@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,17 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
-    outcome = yield
-    rep = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    rep = yield
     setattr(item, f"rep_{rep.when}", rep)
     if rep.failed:
         for title, source in getattr(item, "_e2e_logs", []):
             with contextlib.suppress(Exception):
                 rep.sections.append((title, source()))
+    return rep
 
 
 def attach_log(request: pytest.FixtureRequest, title: str, source: Callable[[], str]) -> None:
