@@ -195,3 +195,18 @@ def test_whole_call_during_ami_cut(
     names = [e["event"] for e in calls[0].events]
     assert names == ["newCall", "hangup"], describe(zammad)
     assert calls[0].events[0]["from"] == "491710000042"
+
+
+def test_pbx_restart_during_call_closes_it(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad):
+    """``core restart now`` drops an answered call: after reconnecting, the daemon closes it
+    with one hangup."""
+    clean_lab.set_mode("alice", "answer")
+    h = clean_lab.call(ALICE_DID, "491710000052", talk=60)
+    assert clean_lab.originate_response(h)["Response"] == "Success"
+    assert zammad.wait_for(lambda z: any("answer" in z.stored(c) for c in z.calls()), 10)
+    since = daemon.wait_ready()["ami"]["since"]
+    clean_lab.restart_pbx()
+    clean_lab.hangup_all()  # the world's half of the dropped call
+    daemon.wait_status(lambda d: d["ami"]["connected"] and d["ami"]["since"] != since, 30)
+    calls = wait_hangups(zammad, 1, timeout=10)
+    assert_calls(zammad, calls, [answered_in("491710000052")])
