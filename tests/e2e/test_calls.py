@@ -311,3 +311,38 @@ def test_shipped_hook_rejects_and_reports(clean_lab: Lab, daemon: Daemon, zammad
             ],
         ],
     )
+
+
+def test_many_concurrent_calls(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad):
+    """Twelve overlapping calls of three kinds: each gets exactly its own events."""
+    clean_lab.set_mode("alice", "answer")
+    clean_lab.set_mode("bob", "ring")
+    clean_lab.set_mode("default", "busy")  # every carrier number
+    handles = []
+    for i in range(4):
+        handles.append(clean_lab.call(GROUP, f"49171000020{i}", talk=2))
+        handles.append(clean_lab.call(ALICE_DID, f"49171000021{i}", talk=1))
+        handles.append(clean_lab.call_from_phone("bob", f"049171999020{i}"))
+    for h in handles:
+        clean_lab.originate_response(h)
+    calls = wait_hangups(zammad, len(handles))
+    by_key = {(c.from_, c.to): c for c in calls}
+    expected = {}
+    for i in range(4):
+        expected[(f"49171000020{i}", GROUP)] = [
+            new_call(f"49171000020{i}", GROUP, "in"),
+            answer("in", user="Alice Agent", answeringNumber="101"),
+            hangup("in", "normalClearing"),
+        ]
+        expected[(f"49171000021{i}", ALICE_DID)] = [
+            new_call(f"49171000021{i}", ALICE_DID, "in"),
+            answer("in", user="Alice Agent", answeringNumber="101"),
+            hangup("in", "normalClearing"),
+        ]
+        expected[("102", f"49171999020{i}")] = [
+            new_call("102", f"49171999020{i}", "out"),
+            hangup("out", "busy"),
+        ]
+    assert set(by_key) == set(expected), describe(zammad)
+    keys = sorted(expected)
+    assert_calls(zammad, [by_key[k] for k in keys], [expected[k] for k in keys])
