@@ -155,3 +155,14 @@ def test_wrong_token_keeps_events_until_config_fixed(
         ],
     )
     assert "wrong-token-456" not in daemon.log.read_text("utf-8", "replace")
+
+
+def test_daemon_with_wrong_ami_secret_says_so(clean_lab: Lab, start_daemon, zammad: FakeZammad):
+    """A refused AMI login is visible in status (and the secret is not)."""
+    daemon = start_daemon(zammad, ami_secret="not-the-secret-789", wait=False)
+    doc = daemon.wait_status(lambda d: bool(d["ami"]["login_failed"]))
+    assert doc["ami"]["connected"] is False
+    rc, _, out = daemon.status()
+    assert rc == 0, out
+    assert "not-the-secret-789" not in out
+    assert "not-the-secret-789" not in daemon.log.read_text("utf-8", "replace")
