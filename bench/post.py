@@ -3,8 +3,9 @@
 The server is a minimal asyncio HTTP/1.1 responder answering ``{}`` with keep-alive, in its own
 process (so its CPU is not counted against the client's). The client posts form bodies like a
 real newCall (``user[]`` included), with the headers zammad.py sends, through the same
-``stream()`` + ``aiter_raw()`` read as ``ZammadClient``; then once more through
-``ZammadClient.post`` itself (its ``_http`` swapped for a LeanTransport client: bench-only).
+``stream()`` + ``aiter_raw()`` read as ``ZammadClient``; again with the URL parsed once into an
+``httpx.URL`` (httpx re-parses a str URL on every request); then through ``ZammadClient.post``
+itself (its ``_http`` swapped for a client with the transport under test: bench-only).
 
 CPU ms/post is the client process's CPU time (time.process_time) over the run / posts.
 
@@ -102,11 +103,19 @@ def _client(url: str, lean: bool, conns: int) -> httpx.AsyncClient:
     )
 
 
-async def bench(port: int, total: int, posters: int, lean: bool, via_zammad: bool) -> str:
+MODES = {
+    "stream": "httpx stream",
+    "stream-url": "httpx stream, httpx.URL made once",
+    "zammad": "ZammadClient.post",
+}
+
+
+async def bench(port: int, total: int, posters: int, lean: bool, mode: str) -> str:
     url = f"http://127.0.0.1:{port}/api/v1/cti/{TOKEN}"
+    target: str | httpx.URL = httpx.URL(url) if mode == "stream-url" else url
     conns = posters + 4  # as ZammadClient sizes its pool
     http = _client(url, lean, conns)
-    if via_zammad:
+    if mode == "zammad":
         zc = ZammadClient(ZammadConfig(url=Secret(url), timeout=5.0), max_connections=conns)
         await zc._http.aclose()
         zc._http = http  # bench-only swap; the real wiring is one line in ZammadClient
@@ -116,7 +125,7 @@ async def bench(port: int, total: int, posters: int, lean: bool, via_zammad: boo
     else:
 
         async def post(ev: CtiEvent) -> None:
-            async with http.stream("POST", url, content=urlencode(form_items(ev))) as resp:
+            async with http.stream("POST", target, content=urlencode(form_items(ev))) as resp:
                 async for _ in resp.aiter_raw():
                     pass
                 if resp.status_code != 200:
@@ -126,10 +135,8 @@ async def bench(port: int, total: int, posters: int, lean: bool, via_zammad: boo
         rate, cpu_ms = await _run(posters, total, post)
     finally:
         await http.aclose()
-    name = ("ZammadClient.post, " if via_zammad else "httpx stream, ") + (
-        "LeanTransport" if lean else "httpx default"
-    )
-    return f"{name:<40} posters={posters}  {rate:8.0f} posts/s  {cpu_ms:6.3f} CPU ms/post"
+    name = f"{MODES[mode]}, {'LeanTransport' if lean else 'httpx default'}"
+    return f"{name:<52} posters={posters}  {rate:6.0f} posts/s  {cpu_ms:6.3f} CPU ms/post"
 
 
 def main() -> None:
@@ -148,10 +155,10 @@ def main() -> None:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         print(f"{args.posts} posts per run, server pid {server.pid} on 127.0.0.1:{port}")
-        for via_zammad in (False, True):
+        for mode in MODES:
             for posters in args.concurrency:
                 for lean in (False, True):
-                    print(asyncio.run(bench(port, args.posts, posters, lean, via_zammad)))
+                    print(asyncio.run(bench(port, args.posts, posters, lean, mode)))
     finally:
         server.terminate()
         server.wait(timeout=5)

@@ -266,16 +266,16 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
 def _encode(request: httpx.Request, body: bytes) -> bytes:
     """Request line, headers and body as one buffer (one write, one TCP segment when small)."""
-    lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
-    chunked = False
-    for name, value in request.headers.raw:
-        if b"\r" in name or b"\n" in name or b"\r" in value or b"\n" in value:
-            raise httpx.LocalProtocolError("CR/LF in a request header", request=request)
-        chunked = chunked or (name.lower() == b"transfer-encoding" and b"chunked" in value.lower())
-        lines.append(name + b": " + value)
-    if chunked:  # a streamed request body: it has been read already, send it as one chunk
+    raw = request.headers.raw
+    line = b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)
+    head = b"\r\n".join([line, *(name + b": " + value for name, value in raw), b"", b""])
+    # Exactly one CR and one LF per line end: a CR or LF inside a value would inject headers.
+    if head.count(b"\r") != len(raw) + 2 or head.count(b"\n") != len(raw) + 2:
+        raise httpx.LocalProtocolError("CR/LF in the request line or a header", request=request)
+    if any(name.lower() == b"transfer-encoding" for name, _ in raw):
+        # A streamed request body: it has been read already; send it as one chunk.
         body = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+    return head + body
 
 
 async def _send(

@@ -367,6 +367,15 @@ async def test_redirect_is_returned_untouched() -> None:
     assert len(srv.requests) == 1
 
 
+@pytest.mark.parametrize("value", ["a\r\nInjected: 1", "a\nInjected: 1", "a\rb"])
+async def test_header_injection_is_refused_before_sending(value: str) -> None:
+    async with serve(answer_each(OK)) as srv, client() as c:
+        with pytest.raises(httpx.LocalProtocolError):
+            await c.post(srv.url(), data=FORM, headers={"X-Evil": value})
+        assert (await c.post(srv.url(), data=FORM)).status_code == 200
+    assert len(srv.requests) == 1 and b"Injected" not in srv.requests[0]
+
+
 async def test_interim_100_continue_is_skipped() -> None:
     async with serve(answer_each(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)) as srv, client() as c:
         for _ in range(2):
