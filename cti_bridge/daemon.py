@@ -238,6 +238,11 @@ class Daemon:
         pending = self.outbox.count()
         if pending:
             log.info("outbox holds %d event(s) from before: delivering them first", pending)
+        open_calls = self.outbox.open_calls()
+        if open_calls:
+            # Closed (hangup) at the first resync unless the PBX still lists them.
+            log.info("%d call(s) were open when the bridge last stopped", len(open_calls))
+            self.tracker.restore(open_calls)
         await self.delivery.start()
         await self.status_server.start()
         if self.agi is not None:

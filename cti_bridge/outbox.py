@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS dead (
     dead_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_call ON dead (call_id);
+CREATE TABLE IF NOT EXISTS open_calls (
+    call_id TEXT PRIMARY KEY,
+    newcall TEXT NOT NULL,
+    answered INTEGER NOT NULL DEFAULT 0,
+    opened_at REAL NOT NULL
+);
 """
 
 _COLS = "id, call_id, event, created_at, attempts, last_error"
@@ -126,12 +132,36 @@ class Outbox:
         ids: list[int] = []
         with self._tx():
             for event in events:
+                cid = call_id(event)
+                body = json.dumps(event, separators=(",", ":"))
                 cur = self._db.execute(
                     "INSERT INTO pending (call_id, event, created_at) VALUES (?, ?, ?)",
-                    (call_id(event), json.dumps(event, separators=(",", ":")), now),
+                    (cid, body, now),
                 )
                 ids.append(int(cur.lastrowid or 0))
+                self._track_open(cid, event.get("event"), body, now)
         return ids
+
+    def _track_open(self, cid: str, name: object, body: str, now: float) -> None:
+        """Remember, in the same transaction, which calls got a newCall and no hangup yet.
+
+        After a restart the daemon cannot see calls that ended while it was down; this table
+        lets it close them (a hangup) once the PBX's channel list shows they are gone.
+        """
+        if name == "newCall":
+            self._db.execute(
+                "INSERT OR IGNORE INTO open_calls (call_id, newcall, opened_at) VALUES (?, ?, ?)",
+                (cid, body, now),
+            )
+        elif name == "answer":
+            self._db.execute("UPDATE open_calls SET answered = 1 WHERE call_id = ?", (cid,))
+        elif name == "hangup":
+            self._db.execute("DELETE FROM open_calls WHERE call_id = ?", (cid,))
+
+    def open_calls(self) -> list[tuple[CtiEvent, bool]]:
+        """Calls with a newCall and no hangup yet: (their newCall, answered), oldest first."""
+        cur = self._db.execute("SELECT newcall, answered FROM open_calls ORDER BY opened_at")
+        return [(json.loads(body), bool(answered)) for body, answered in cur.fetchall()]
 
     def ack(self, row_id: int) -> None:
         self._db.execute("DELETE FROM pending WHERE id = ?", (row_id,))
@@ -189,6 +219,7 @@ class Outbox:
             n = self._db.execute("DELETE FROM dead").rowcount
             if not dead_only:
                 n += self._db.execute("DELETE FROM pending").rowcount
+                self._db.execute("DELETE FROM open_calls")
         return n
 
     # -- reading -----------------------------------------------------------------------------

@@ -178,6 +178,7 @@ class Call:
     legs: list[Channel] = field(default_factory=list)
     last_seen: float = 0.0
     silent: bool = False  # attached mid-call: never posted
+    born: int = 0  # resync epoch at creation (see CallTracker.mark)
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,8 @@ class CallTracker:
         self._linked: dict[str, Call] = {}
         self._bridges: dict[str, set[str]] = {}
         self._local_wait: dict[str, Channel] = {}  # Local base name -> ;1 half
-        self._claims: dict[str, tuple[CtiEvent, float]] = {}
+        self._epoch = 0  # bumped by mark(): what existed before a listing was requested
+        self._seen_at_mark = 0
         self._pending: dict[str, Call] = {}
         # Recently hung-up channels: a late duplicate Newchannel or a resync listing taken
         # before their Hangup must not bring them back. Bounded, oldest forgotten first.
@@ -340,9 +342,6 @@ class CallTracker:
         for call in stale:
             log.warning("call %s had no event for %.0f s: closing it", call.call_id, limit)
             self._finish(call, out)
-        if self._claims:
-            for cid in [k for k, (_, t) in self._claims.items() if now - t > 3600]:
-                del self._claims[cid]
         return out
 
     def flush(self) -> list[CtiEvent]:
@@ -365,8 +364,29 @@ class CallTracker:
                 return False
             self._adopt_claim(call, event)
             return True
-        self._claims[cid] = (event, self.now)
+        self._ghost(event, answered=False)
         return True
+
+    def restore(self, open_calls: Iterable[tuple[CtiEvent, bool]]) -> None:
+        """Calls a previous run posted a newCall for and no hangup (from the outbox).
+
+        They wait, without channels, for the first resync: the PBX's listing either shows
+        them still up (their channels join them) or not (they get their hangup then).
+        """
+        for event, answered in open_calls:
+            cid = str(event.get("callId", ""))
+            if cid and cid not in self.calls:
+                self._ghost(event, answered=answered)
+
+    def _ghost(self, event: CtiEvent, *, answered: bool) -> Call:
+        """A call known from its posted newCall before (or without) any of its channels."""
+        cid = str(event.get("callId", ""))
+        call = Call(call_id=cid, last_seen=self.now, born=self._epoch)
+        self._adopt_claim(call, event)
+        call.answered = answered
+        self.calls[cid] = call
+        self._linked[cid] = call
+        return call
 
     def agi_newcall(
         self,
@@ -427,8 +447,10 @@ class CallTracker:
         return event
 
     def mark(self) -> int:
-        """A point in the event stream; ``resync(..., since=mark)`` spares channels born later."""
-        return self.events_seen
+        """A point in the stream (a login); ``resync(..., since=mark)`` spares what came later."""
+        self._epoch += 1
+        self._seen_at_mark = self.events_seen
+        return self._epoch
 
     def resync(self, channels: Sequence[Event], since: int | None = None) -> list[CtiEvent]:
         """Reconcile with a CoreShowChannels listing taken after a (re)connect.
@@ -441,8 +463,9 @@ class CallTracker:
         """
         out: list[CtiEvent] = []
         listed = {ch.get("Uniqueid", ""): ch for ch in channels}
-        limit = self.events_seen if since is None else since
-        gone = [u for u, c in self.channels.items() if u not in listed and c.born <= limit]
+        if since is None:
+            since = self.mark()
+        gone = [u for u, c in self.channels.items() if u not in listed and c.born < since]
         for uid in gone:
             self.feed_into({"Event": "Hangup", "Uniqueid": uid, "Cause": ""}, out)
         # Roots first (oldest first) so that later channels find their call.
@@ -452,7 +475,7 @@ class CallTracker:
             if uid and uid not in self.channels and uid not in self._gone
         ]
         fresh.sort(key=lambda ch: (ch.get("Uniqueid") != ch.get("Linkedid"), ch.get("Uniqueid")))
-        first_start = limit == 0
+        first_start = self._seen_at_mark == 0
         for ch in fresh:
             ev = dict(ch)
             ev["Event"] = "Newchannel"
@@ -504,6 +527,10 @@ class CallTracker:
         for call in adopted:
             if call.newcall_state == 1:
                 self._emit_newcall(call, out)
+        # Calls known only from their newCall (the hook posted it, or a previous run did) that
+        # the PBX no longer lists ended while we were blind.
+        for call in [c for c in self.calls.values() if not c.channels and c.born < since]:
+            self._finish(call, out)
         return out
 
     def feed_into(self, event: Event, out: list[CtiEvent]) -> None:
@@ -549,7 +576,8 @@ class CallTracker:
         if not uid or not linkedid or not name or uid in self.channels or uid in self._gone:
             return
         call = self._call_for(uid, linkedid)
-        is_root = False
+        # The root of a call whose newCall the hook posted (or a previous run) arrives now.
+        is_root = call is not None and call.root is None and uid == linkedid and not call.channels
         if call is None:
             if len(self.calls) >= self.rules.max_calls:
                 self._evict(out)
@@ -561,7 +589,7 @@ class CallTracker:
             else:
                 call.silent = True  # joined mid-call: we never saw its start
         ch = Channel(uid, name, call)
-        ch.born = self.events_seen
+        ch.born = self._epoch
         ch.context = ev.get("Context", "")
         ch.exten = ev.get("Exten", "")
         self._snapshot(ch, ev)
@@ -612,7 +640,11 @@ class CallTracker:
     # ------------------------------------------------------------------ direction, newCall
 
     def _classify_root(self, call: Call, root: Channel, out: list[CtiEvent]) -> None:
-        claim = self._claims.pop(call.call_id, None)
+        if call.newcall_state == 2:
+            # Already posted: keep what Zammad has, only learn who the caller is.
+            if not root.is_local:
+                call.caller = root
+            return
         if root.is_trunk:
             call.direction = IN
             call.caller = root
@@ -622,8 +654,6 @@ class CallTracker:
             call.direction = None  # an originate: decided when the B side is dialled
         else:
             call.caller = root
-        if claim is not None:
-            self._adopt_claim(call, claim[0])
 
     def _adopt_claim(self, call: Call, event: CtiEvent) -> None:
         call.external = True

@@ -283,3 +283,22 @@ def test_background_checkpoint(tmp_path: Path) -> None:
     ob.close()
     with Outbox(path) as again:
         assert again.count() == 2990
+
+
+def test_open_calls_follow_the_events_put(tmp_path: Path) -> None:
+    """newCall opens, answer marks answered, hangup closes: in the same transaction."""
+    path = tmp_path / "spool.sqlite3"
+    box = Outbox(path)
+    base = {"direction": "in", "from": "1", "to": "2"}
+    box.put_many(
+        [{**base, "event": "newCall", "callId": "a"}, {**base, "event": "newCall", "callId": "b"}]
+    )
+    box.put({**base, "event": "answer", "callId": "a"})
+    box.put({**base, "event": "hangup", "callId": "b"})
+    box.close()
+    box = Outbox(path)  # survives a restart
+    ((event, answered),) = box.open_calls()
+    assert event["callId"] == "a" and event["event"] == "newCall" and answered is True
+    box.purge(dead_only=False)
+    assert box.open_calls() == []
+    box.close()

@@ -629,3 +629,47 @@ def test_internal_call_not_reported() -> None:
     out, tracker = replay(internal_call(), RULES)
     assert out == []
     assert_empty(tracker)
+
+
+# ---------------------------------------------------------------- calls known only by newCall
+
+
+def _posted(call_id: str, direction: str = "in") -> dict[str, str | list[str]]:
+    return {
+        "event": "newCall",
+        "from": "491710000099",
+        "to": "4930555300",
+        "direction": direction,
+        "callId": call_id,
+        "user[]": [],
+    }
+
+
+def test_restored_open_call_gone_from_the_pbx_gets_its_hangup() -> None:
+    tracker = CallTracker(RULES)
+    tracker.restore([(_posted("1.1"), True), (_posted("2.2"), False)])
+    assert tracker.active_calls == 2
+    out = tracker.resync([], since=tracker.mark())
+    assert [(e["event"], e["callId"], e["cause"]) for e in out] == [
+        ("hangup", "1.1", "normalClearing"),
+        ("hangup", "2.2", "noAnswer"),
+    ]
+    assert all(e["from"] == "491710000099" and e["direction"] == "in" for e in out)
+    assert_empty(tracker)
+
+
+def test_hook_posted_call_that_ended_while_blind_gets_its_hangup() -> None:
+    tracker = CallTracker(RULES)
+    assert tracker.claim(_posted("3.3"))
+    # The AMI link was down for the whole call; the listing after the reconnect is empty.
+    out = tracker.resync([], since=tracker.mark())
+    assert [(e["event"], e["callId"]) for e in out] == [("hangup", "3.3")]
+    assert_empty(tracker)
+
+
+def test_hook_claim_after_the_mark_is_spared_by_a_stale_listing() -> None:
+    tracker = CallTracker(RULES)
+    mark = tracker.mark()
+    assert tracker.claim(_posted("4.4"))  # the call began after the listing was requested
+    assert tracker.resync([], since=mark) == []
+    assert tracker.active_calls == 1
