@@ -246,12 +246,19 @@ class AmiClient:
         self._mgr = None
         self._set_state()
 
-    async def wait_logged_in(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._logged_in.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+    async def wait_logged_in(self, timeout: float, *, give_up_on_refusal: bool = False) -> bool:
+        """Wait for a login; with ``give_up_on_refusal`` a refused login ends the wait at once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self.connected
+            try:
+                await asyncio.wait_for(self._logged_in.wait(), min(remaining, 0.1))
+                return True
+            except TimeoutError:
+                if give_up_on_refusal and self._login_failed:
+                    return False
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -273,7 +280,7 @@ class AmiClient:
         where = f"{self.cfg.host}:{self.cfg.port}"
         results: list[tuple[str, bool, str]] = []
         deadline = time.monotonic() + timeout
-        if not await self.wait_logged_in(timeout):
+        if not await self.wait_logged_in(timeout, give_up_on_refusal=True):
             detail = self._last_error or "no successful login within the timeout"
             results.append(("AMI login", False, f"{where} as {self.cfg.username!r}: {detail}"))
             return results
