@@ -5,11 +5,15 @@ the daemon at ~280 posts/s. This transport keeps httpx's public API (the client,
 its timeouts) and does the wire work with one write per request and one read per header block.
 
 Scope and choices, on purpose:
-- HTTP/1.1 only, no proxies: ``trust_env`` proxy settings of the client are not used here.
+- HTTP/1.1 only, no proxy support. Beware: with ``trust_env=True`` and a proxy in the
+  environment, httpx mounts its *own* proxy transport for those URLs, bypassing this one;
+  ZammadClient passes ``trust_env=False``, so every request comes here and goes direct.
+- ``verify=True`` uses certifi's CA bundle, as httpx's default transport does.
 - One request per connection at a time; at most ``max_connections`` sockets in all (idle + busy).
-- An idle connection the server has closed is noticed *before* anything is written and replaced
-  silently. A failure after the request was written is raised (``RemoteProtocolError`` or
-  ``ReadError``), never resent: Zammad's call log is not idempotent, the caller decides.
+- An idle connection the server has closed is noticed *before* anything is written (EOF already
+  seen by the loop, or a zero-timeout poll of the socket) and replaced by a fresh one. A failure
+  after the request was written is raised (``RemoteProtocolError``/``ReadError``), never resent:
+  Zammad's call log is not idempotent, the caller decides.
 - The ``read`` timeout bounds the whole answer (status line to last body byte), not each socket
   read as in httpcore: the answers here are small, and one timer per request is cheaper.
 - A body longer than ``max_response_bytes`` is cut there: the connection is closed (not drained,
