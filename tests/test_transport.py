@@ -106,6 +106,13 @@ def answer_each(response: bytes, delay: float = 0.0) -> Handler:
     return handler
 
 
+async def until(condition: Callable[[], bool], limit: float = 2.0) -> None:
+    """Wait for the server side to catch up (bounded); fail if it never does."""
+    async with asyncio.timeout(limit):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
 @contextlib.asynccontextmanager
 async def client(timeout: float = 2.0, **kw: object) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
@@ -263,8 +270,8 @@ async def test_expired_idle_connection_is_closed_not_reused() -> None:
         await c.get(srv.url())
         await asyncio.sleep(0.1)
         await c.get(srv.url())
-        await asyncio.sleep(0.05)
-        assert srv.connections == 2 and srv.open_now == 1
+        await until(lambda: srv.open_now == 1)  # the expired socket was closed, not left open
+        assert srv.connections == 2
 
 
 async def test_pool_bound_holds_across_origins() -> None:
@@ -275,15 +282,14 @@ async def test_pool_bound_holds_across_origins() -> None:
     ):
         for srv in (a, b, a):
             assert (await c.get(srv.url())).status_code == 200
-            await asyncio.sleep(0.05)
-            assert a.open_now + b.open_now == 1  # the other origin's idle socket was closed
+            await until(lambda: a.open_now + b.open_now == 1)  # the other origin's was closed
     assert a.connections == 2 and b.connections == 1
 
 
 async def test_pool_timeout() -> None:
     async with serve(answer_each(OK, delay=0.5)) as srv, client(max_connections=1) as c:
         slow = asyncio.create_task(c.post(srv.url(), data=FORM))
-        await asyncio.sleep(0.05)
+        await until(lambda: len(srv.requests) == 1)  # it holds the only connection
         with pytest.raises(httpx.PoolTimeout):
             await c.post(srv.url(), data=FORM, timeout=httpx.Timeout(2.0, pool=0.1))
         assert (await slow).status_code == 200
