@@ -18,6 +18,7 @@ Why the details:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -29,6 +30,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from ._transport import LeanTransport
 from .config import ZammadConfig, redact_url
 from .events import CtiEvent, form_items
 
@@ -174,9 +176,17 @@ class ZammadClient:
         if len(token) >= 4:  # a shorter "token" would scrub ordinary text to pieces
             _TOKENS.add(token)
         conns = max_connections or cfg.concurrency + 4
+        # httpx's API with a lean HTTP/1.1 transport underneath: httpcore/anyio/h11 cost about
+        # three times the CPU per POST (bench/post.py), and posting bounds the whole daemon.
+        transport = LeanTransport(
+            verify=ssl_verify(cfg), max_connections=conns, max_response_bytes=MAX_BODY
+        )
+        self._target: httpx.URL | str = self._url
+        with contextlib.suppress(httpx.InvalidURL):
+            self._target = httpx.URL(self._url)  # parsed once, not on every POST
         self._http = httpx.AsyncClient(
+            transport=transport,
             timeout=httpx.Timeout(cfg.timeout),
-            verify=ssl_verify(cfg),
             follow_redirects=False,
             trust_env=False,
             headers={
@@ -185,7 +195,6 @@ class ZammadClient:
                 "Content-Type": "application/x-www-form-urlencoded",
                 "User-Agent": "cti-bridge",
             },
-            limits=httpx.Limits(max_connections=conns, max_keepalive_connections=conns),
         )
         self._warned: set[str] = set()
 
@@ -232,7 +241,7 @@ class ZammadClient:
         return self._interpret(status, location, raw)
 
     async def _exchange(self, body: str) -> tuple[int, str | None, bytes]:
-        async with self._http.stream("POST", self._url, content=body) as resp:
+        async with self._http.stream("POST", self._target, content=body) as resp:
             chunks: list[bytes] = []
             size = 0
             async for chunk in resp.aiter_raw():
