@@ -118,6 +118,7 @@ class Delivery:
         self.retries = 0
         self.dead = 0
         self.in_flight = 0
+        self._acks: list[int] = []
 
     # -- public API --------------------------------------------------------------------------
 
@@ -155,6 +156,7 @@ class Delivery:
         for t in late:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._flush_acks()
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_result(None)
@@ -209,7 +211,7 @@ class Delivery:
             "retries": self.retries,
             "dead": self.dead,
             "in_flight": self.in_flight,
-            "pending": self._outbox.count(),
+            "pending": self._outbox.count() - len(self._acks),
             "oldest_age_s": self._outbox.oldest_age(self._clock()),
         }
 
@@ -237,6 +239,7 @@ class Delivery:
 
     def _hurry(self, cid: str) -> None:
         """Put ``cid`` at the head of the ready queue, with all its rows in memory."""
+        self._flush_acks()
         for row in self._outbox.pending_for_call(cid):
             if row.id not in self._ids:
                 self._enqueue(row)
@@ -252,6 +255,7 @@ class Delivery:
     def _load(self) -> None:
         """Page rows in from disk in id order while there is room."""
         while (room := self._max_mem - len(self._ids)) > 0:
+            self._flush_acks()
             rows = self._outbox.pending(min(room, 5000), after=self._loaded_upto)
             if not rows:
                 break
@@ -384,13 +388,22 @@ class Delivery:
     def _delivered(
         self, cid: str, call: _Call, row: Row, answer: ZammadAnswer, result: str, dt: float
     ) -> None:
-        self._outbox.ack(row.id)
+        # Acks are committed in one transaction per loop pass (a DELETE each cost more than
+        # the rest of the bookkeeping); every read of the outbox flushes them first.
+        self._acks.append(row.id)
+        if len(self._acks) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_acks)
         call.rows.popleft()
         self._forget(row, answer)
         self.posted += 1
         self._healthy()
         self._observe(row.name, result, dt)
         self._reschedule(cid, call)
+
+    def _flush_acks(self) -> None:
+        if self._acks:
+            ids, self._acks = self._acks, []
+            self._outbox.ack_many(ids)
 
     def _on_error(self, cid: str, call: _Call, row: Row, err: ZammadError, dt: float) -> None:
         name = row.name
@@ -446,6 +459,7 @@ class Delivery:
     def _dead_letter(self, cid: str, call: _Call, row: Row, reason: str) -> None:
         whole_call = row.name == "newCall"
         if whole_call:
+            self._flush_acks()
             ids = self._outbox.dead_letter(call=cid, reason=reason)
             gone = list(call.rows)
             call.rows.clear()

@@ -166,6 +166,11 @@ class Outbox:
     def ack(self, row_id: int) -> None:
         self._db.execute("DELETE FROM pending WHERE id = ?", (row_id,))
 
+    def ack_many(self, row_ids: Sequence[int]) -> None:
+        """Acknowledge several delivered events in one transaction."""
+        with self._tx():
+            self._db.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in row_ids])
+
     def record_failure(self, row_id: int, error: str) -> None:
         self._db.execute(
             "UPDATE pending SET attempts = attempts + 1, last_error = ? WHERE id = ?",
