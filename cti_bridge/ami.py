@@ -495,6 +495,12 @@ class AmiClient:
                 resp = await self._request({"Action": "Ping"}, cfg.ping_timeout)
                 if resp is not None or proto is not mgr.protocol or not self.connected:
                     continue
+                last = self._stats.last_event_at
+                if last is not None and time.time() - last < cfg.ping_timeout:
+                    # Events are still arriving: the Pong is queued behind them (a flood we
+                    # are slow to read), the link is not half-open. Dropping it would lose
+                    # the very events that are late.
+                    continue
                 self._reason = f"AMI ping timeout ({cfg.ping_timeout:g}s)"
             elif (
                 self._tcp_since is not None

@@ -345,3 +345,24 @@ async def test_on_state_called_on_changes(server: FakeAmi) -> None:
         server.disconnect_all()
         await rec.wait(lambda: rec.states > after_login)
         assert await client.wait_logged_in(5)
+
+
+async def test_unanswered_pings_during_a_flood_do_not_drop_the_link(server: FakeAmi) -> None:
+    """A Pong queued behind a flood of events is late, not lost: the link stays up."""
+    rec = Recorder()
+    dispatch = server._dispatch
+
+    async def no_pong(client: Any, headers: list[tuple[str, str]]) -> bool:
+        if any(k.lower() == "action" and v.lower() == "ping" for k, v in headers):
+            return True  # swallowed: as if queued behind the events
+        return await dispatch(client, headers)
+
+    server._dispatch = no_pong  # type: ignore[method-assign]
+    async with running(server, rec, ping_timeout=0.3) as client:
+        assert await client.wait_logged_in(5)
+        for i in range(40):  # 2 s of events, several ping timeouts long
+            await server.send_event({"Event": "Newchannel", "Uniqueid": f"f{i}"})
+            await asyncio.sleep(0.05)
+        assert client.connected and client.reconnects == 0
+        # Once the events stop too, the link is taken for dead and re-opened.
+        await rec.wait(lambda: not client.connected or client.reconnects > 0)
