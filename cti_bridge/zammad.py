@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import json
 import logging
 import re
 import ssl
 import sys
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import httpx
@@ -166,6 +167,18 @@ def ssl_verify(cfg: ZammadConfig) -> ssl.SSLContext | bool:
     return True
 
 
+class _NoCookies(http.cookiejar.CookieJar):
+    """A jar that keeps nothing: the token in the URL is the only credential, a Rails session
+    cookie must not ride along, and parsing Set-Cookie on every answer cost a fifth of a post.
+    """
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def add_cookie_header(self, request: Any) -> None:
+        return None
+
+
 class ZammadClient:
     """Posts CTI events; safe to share between tasks (one connection pool)."""
 
@@ -189,6 +202,7 @@ class ZammadClient:
             timeout=httpx.Timeout(cfg.timeout),
             follow_redirects=False,
             trust_env=False,
+            cookies=_NoCookies(),
             headers={
                 "Accept": "application/json",
                 "Accept-Encoding": "identity",
