@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http.cookiejar
 import json
 import logging
@@ -27,7 +28,7 @@ import ssl
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 import httpx
 
@@ -167,6 +168,16 @@ def ssl_verify(cfg: ZammadConfig) -> ssl.SSLContext | bool:
     return True
 
 
+# Field names and most values (event, direction, cause, numbers of busy lines) repeat all day:
+# quoting each once is a measurable share of a POST's CPU.
+_quote = functools.lru_cache(maxsize=8192)(quote_plus)
+
+
+def form_body(event: CtiEvent) -> str:
+    """The form-encoded body, ``user[]`` repeated once per name (as urlencode would)."""
+    return "&".join(f"{_quote(k)}={_quote(v)}" for k, v in form_items(event))
+
+
 class _NoCookies(http.cookiejar.CookieJar):
     """A jar that keeps nothing: the token in the URL is the only credential, a Rails session
     cookie must not ride along, and parsing Set-Cookie on every answer cost a fifth of a post.
@@ -227,7 +238,7 @@ class ZammadClient:
 
     async def post(self, event: CtiEvent) -> ZammadAnswer:
         """Post one event; return Zammad's answer or raise a ZammadError subclass."""
-        body = urlencode(form_items(event))
+        body = form_body(event)
         try:
             async with asyncio.timeout(self._cfg.timeout):
                 status, location, raw = await self._exchange(body)

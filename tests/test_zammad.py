@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cti_bridge.config import Secret, ZammadConfig
 from cti_bridge.zammad import (
@@ -374,3 +376,17 @@ async def test_unusable_url_is_a_clean_error(url: str) -> None:
     with pytest.raises(ZammadError) as info:
         await send_once(zcfg(url), call_events("u")[0])
     assert "Tok-4f9a8b7c6d" not in str(info.value)
+
+
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=12), st.text(max_size=30), max_size=6),
+    st.lists(st.text(max_size=20), max_size=3),
+)
+def test_form_body_is_exactly_urlencode(fields: dict[str, str], users: list[str]) -> None:
+    from urllib.parse import urlencode
+
+    from cti_bridge.events import form_items
+    from cti_bridge.zammad import form_body
+
+    event: dict[str, str | list[str]] = {**fields, "user[]": users}
+    assert form_body(event) == urlencode(form_items(event))
