@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from cti_bridge import __version__
 from cti_bridge.outbox import Outbox
+from tests.support.cli import cli
 from tests.support.fake_ami import FakeAmi
 from tests.support.fake_zammad import FakeZammad
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CTI_BRIDGE_CONFIG"}
-    return subprocess.run(
-        [sys.executable, "-m", "cti_bridge", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        input=stdin,
-        env=env,
-    )
 
 
 def config(tmp: Path, url: str, ami_port: int = 1, secret: str = "s3cret") -> Path:

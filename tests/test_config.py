@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cti_bridge.config import ConfigError, Secret, load_config, redact_url, split_listen
+from tests.support.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "S3cr3tT0k3n"
@@ -161,12 +160,6 @@ def test_redaction_and_helpers() -> None:
 
 def test_cli_exit_2_one_line(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("[ami]\n", "[ami]\nbogus = 1\n"))
-    res = subprocess.run(
-        [sys.executable, "-m", "cti_bridge", "check", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    res = cli("check", "--config", str(path))
     assert res.returncode == 2
     assert res.stderr.strip() == f"cti-bridge: {path}: [ami] bogus: unknown key"

@@ -19,6 +19,7 @@ from cti_bridge.outbox import Outbox
 from cti_bridge.status import fetch_status
 from cti_bridge.trace import read_trace
 from cti_bridge.tracker import CallRules, CallTracker
+from tests.support.cli import cli
 from tests.support.fake_ami import FakeAmi
 from tests.support.fake_zammad import FakeZammad
 from tests.test_agi import agi_call, make_env
@@ -385,57 +386,32 @@ async def test_process_sigterm_keeps_undelivered_events_and_notifies_systemd(
 
 
 def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
-    import subprocess
-
     path = tmp_path / "bad.toml"
     path.write_text(
         '[ami]\nusername = "x"\nsecret = "y"\nport = "5038"\n[zammad]\nurl = "http://z/api/v1/cti/t"\n'
     )
-    res = subprocess.run(
-        [sys.executable, "-m", "cti_bridge", "run", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    res = cli("run", "--config", str(path))
     assert res.returncode == 2
     assert "[ami] port" in res.stderr and str(path) in res.stderr
     assert "Traceback" not in res.stderr
 
 
 def test_status_without_daemon_exits_3(tmp_path: Path) -> None:
-    import subprocess
-
     path = tmp_path / "c.toml"
     path.write_text(
         '[ami]\nusername = "x"\nsecret = "y"\n[zammad]\nurl = "http://z/api/v1/cti/t"\n'
         f'[status]\nsocket = "{tmp_path / "none.sock"}"\n'
     )
     path.chmod(0o600)
-    res = subprocess.run(
-        [sys.executable, "-m", "cti_bridge", "status", "--json", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    res = cli("status", "--json", "--config", str(path))
     assert res.returncode == 3
     assert res.stdout == ""
     assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_replay_cli_prints_posted_fields(corpus_dir: Path) -> None:
-    import subprocess
-
     trace = corpus_dir / "lab-pjsip" / "pjsip_in_queue_answered.jsonl"
-    res = subprocess.run(
-        [sys.executable, "-m", "cti_bridge", "replay", str(trace)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if k != "CTI_BRIDGE_CONFIG"},
-    )
+    res = cli("replay", str(trace))
     assert res.returncode == 0, res.stderr
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [e["event"] for e in lines] == ["newCall", "answer", "hangup"]

@@ -1,0 +1,25 @@
+"""Run the real ``cti-bridge`` command in a subprocess, the way an operator does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(
+    *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CTI_BRIDGE_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "cti_bridge", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        input=stdin,
+        env=env,
+    )
