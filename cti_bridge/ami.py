@@ -247,7 +247,7 @@ class AmiClient:
         self._set_state()
 
     async def wait_logged_in(self, timeout: float, *, give_up_on_refusal: bool = False) -> bool:
-        """Wait for a login; with ``give_up_on_refusal`` a refused login ends the wait at once."""
+        """Wait for a login; with ``give_up_on_refusal`` a refused login or connection ends it."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -257,7 +257,8 @@ class AmiClient:
                 await asyncio.wait_for(self._logged_in.wait(), min(remaining, 0.1))
                 return True
             except TimeoutError:
-                if give_up_on_refusal and self._login_failed:
+                # A refused login, or a refused connection, will not heal within a check.
+                if give_up_on_refusal and (self._login_failed or self._last_error):
                     return False
 
     # -- actions ----------------------------------------------------------------------------

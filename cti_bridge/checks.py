@@ -18,5 +18,5 @@ async def run_checks(cfg: Config, *, timeout: float = 8.0) -> list[Result]:
     finally:
         await ami.stop()
     ok, detail = await check_endpoint(cfg.zammad)
-    results.append((f"Zammad {cfg.zammad.display_url}", ok, detail))
+    results.append(("Zammad endpoint and token", ok, detail))
     return results

@@ -162,7 +162,7 @@ def _status_socket(path: Path | None) -> str:
 def check(config: ConfigOpt = None) -> None:
     """Check the config, the AMI login and permissions, and Zammad's endpoint and token."""
     cfg = _config(config)
-    _setup_logging("warning")
+    _setup_logging("error")  # the result lines say what failed; no retry chatter
     from .checks import run_checks
 
     results = asyncio.run(run_checks(cfg))
