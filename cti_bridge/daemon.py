@@ -3,7 +3,8 @@
 Data flows one way: AMI -> tracker -> outbox -> Zammad. Zammad's decisions come back only
 through the FastAGI hook (and, best effort, as an AMI Hangup for calls without the hook).
 The AMI callback is synchronous and cheap: it feeds the pure tracker and commits what comes
-out to the outbox in one transaction per AMI read, so nothing is lost between the two.
+out to the outbox at once (one transaction per AMI event that yields CTI events, which is
+about one AMI event in twenty), so nothing is lost between the two.
 """
 
 from __future__ import annotations

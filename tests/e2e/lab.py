@@ -79,6 +79,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def spawn_logged(cmd: list[str], log_path: Path, header: str = "") -> subprocess.Popen[bytes]:
+    """Start a lab process in its own session, output appended to ``log_path``, dying with us."""
+    with log_path.open("ab") as out:
+        if header:
+            out.write(header.encode())
+            out.flush()
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+
 # ----------------------------------------------------------------------------- ports
 
 
@@ -323,16 +339,9 @@ class Asterisk:
 
     def spawn(self) -> None:
         """Start the process (from the thread that will outlive it: see _die_with_parent)."""
-        out = self.console_log.open("ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "-C", str(self.conf), "-f", "-n", "-q"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
+        self.proc = spawn_logged(
+            [self.binary, "-C", str(self.conf), "-f", "-n", "-q"], self.console_log
         )
-        out.close()
 
     def rx(self, command: str, timeout: float = 15.0) -> str:
         r = subprocess.run(
@@ -809,18 +818,11 @@ class Daemon:
 
     def start(self) -> Daemon:
         self.starts += 1
-        out = self.log.open("ab")
-        out.write(f"\n===== start #{self.starts} =====\n".encode())
-        out.flush()
-        self.proc = subprocess.Popen(
+        self.proc = spawn_logged(
             [*daemon_command(), "run", "--config", str(self.config), "--log-level", "debug"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
+            self.log,
+            f"\n===== start #{self.starts} =====\n",
         )
-        out.close()
         return self
 
     def running(self) -> bool:
