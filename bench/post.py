@@ -1,11 +1,11 @@
-"""POST micro-benchmark: httpx default transport vs LeanTransport. Prints figures, asserts nothing.
+"""POST micro-benchmark: httpx vs cti-bridge's own HTTP client. Prints figures, asserts nothing.
 
 The server is a minimal asyncio HTTP/1.1 responder answering ``{}`` with keep-alive, in its own
-process (so its CPU is not counted against the client's). The client posts form bodies like a
-real newCall (``user[]`` included), with the headers zammad.py sends, through the same
-``stream()`` + ``aiter_raw()`` read as ``ZammadClient``; again with the URL parsed once into an
-``httpx.URL`` (httpx re-parses a str URL on every request); then through ``ZammadClient.post``
-itself (its ``_http`` swapped for a client with the transport under test: bench-only).
+process (so its CPU is not counted against the client's). Each client posts form bodies like a
+real newCall (``user[]`` included) with the headers zammad.py sends:
+  httpx                 httpx.AsyncClient (default transport, URL parsed once), read by stream()
+  HttpClient.post       cti_bridge._http alone, the body encoded as ZammadClient does
+  ZammadClient.post     the whole client the daemon uses: form encoding, post, answer parsing
 
 CPU ms/post is the client process's CPU time (time.process_time) over the run / posts.
 
@@ -21,17 +21,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-
-from cti_bridge._transport import LeanTransport  # noqa: E402
+from cti_bridge._http import HttpClient  # noqa: E402
 from cti_bridge.config import Secret, ZammadConfig  # noqa: E402
-from cti_bridge.events import CtiEvent, form_items  # noqa: E402
-from cti_bridge.zammad import ZammadClient  # noqa: E402  (also settles the sniffio import)
+from cti_bridge.events import CtiEvent  # noqa: E402
+from cti_bridge.zammad import ZammadClient, form_body  # noqa: E402
 
 TOKEN = "bench-token"
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -92,51 +89,64 @@ async def _run(
     return total / wall, cpu * 1000 / total
 
 
-def _client(url: str, lean: bool, conns: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=LeanTransport(max_connections=conns) if lean else None,
+Post = Callable[[CtiEvent], Awaitable[None]]
+
+
+async def _httpx(url: str, conns: int) -> tuple[Post, Callable[[], Awaitable[None]]]:
+    try:
+        import httpx
+    except ImportError:
+        raise SystemExit("httpx is not installed: pip install -e '.[test]'") from None
+    client = httpx.AsyncClient(
         timeout=httpx.Timeout(5.0),
         follow_redirects=False,
         trust_env=False,
         headers=HEADERS,
         limits=httpx.Limits(max_connections=conns, max_keepalive_connections=conns),
     )
+    target = httpx.URL(url)
+
+    async def post(ev: CtiEvent) -> None:
+        async with client.stream("POST", target, content=form_body(ev)) as resp:
+            async for _ in resp.aiter_raw():
+                pass
+            if resp.status_code != 200:
+                raise RuntimeError(f"HTTP {resp.status_code}")
+
+    return post, client.aclose
 
 
-MODES = {
-    "stream": "httpx stream",
-    "stream-url": "httpx stream, httpx.URL made once",
-    "zammad": "ZammadClient.post",
-}
+async def _lean(url: str, conns: int) -> tuple[Post, Callable[[], Awaitable[None]]]:
+    client = HttpClient(url, headers=HEADERS, max_connections=conns)
+
+    async def post(ev: CtiEvent) -> None:
+        resp = await client.post(form_body(ev).encode("ascii"), timeout=5.0)
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}")
+
+    return post, client.aclose
 
 
-async def bench(port: int, total: int, posters: int, lean: bool, mode: str) -> str:
+async def _zammad(url: str, conns: int) -> tuple[Post, Callable[[], Awaitable[None]]]:
+    client = ZammadClient(ZammadConfig(url=Secret(url), timeout=5.0), max_connections=conns)
+
+    async def post(ev: CtiEvent) -> None:
+        await client.post(ev)
+
+    return post, client.aclose
+
+
+MODES = {"httpx": _httpx, "HttpClient.post": _lean, "ZammadClient.post": _zammad}
+
+
+async def bench(port: int, total: int, posters: int, mode: str) -> str:
     url = f"http://127.0.0.1:{port}/api/v1/cti/{TOKEN}"
-    target: str | httpx.URL = httpx.URL(url) if mode == "stream-url" else url
-    conns = posters + 4  # as ZammadClient sizes its pool
-    http = _client(url, lean, conns)
-    if mode == "zammad":
-        zc = ZammadClient(ZammadConfig(url=Secret(url), timeout=5.0), max_connections=conns)
-        await zc._http.aclose()
-        zc._http = http  # bench-only swap; the real wiring is one line in ZammadClient
-
-        async def post(ev: CtiEvent) -> None:
-            await zc.post(ev)
-    else:
-
-        async def post(ev: CtiEvent) -> None:
-            async with http.stream("POST", target, content=urlencode(form_items(ev))) as resp:
-                async for _ in resp.aiter_raw():
-                    pass
-                if resp.status_code != 200:
-                    raise RuntimeError(f"HTTP {resp.status_code}")
-
+    post, close = await MODES[mode](url, posters + 4)  # as ZammadClient sizes its pool
     try:
         rate, cpu_ms = await _run(posters, total, post)
     finally:
-        await http.aclose()
-    name = f"{MODES[mode]}, {'LeanTransport' if lean else 'httpx default'}"
-    return f"{name:<52} posters={posters}  {rate:6.0f} posts/s  {cpu_ms:6.3f} CPU ms/post"
+        await close()
+    return f"{mode:<20} posters={posters}  {rate:6.0f} posts/s  {cpu_ms:6.3f} CPU ms/post"
 
 
 def main() -> None:
@@ -157,8 +167,7 @@ def main() -> None:
         print(f"{args.posts} posts per run, server pid {server.pid} on 127.0.0.1:{port}")
         for mode in MODES:
             for posters in args.concurrency:
-                for lean in (False, True):
-                    print(asyncio.run(bench(port, args.posts, posters, lean, mode)))
+                print(asyncio.run(bench(port, args.posts, posters, mode)))
     finally:
         server.terminate()
         server.wait(timeout=5)

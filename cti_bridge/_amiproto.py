@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -153,21 +154,38 @@ def _join_repeated(lines: Iterable[str]) -> tuple[Event, bool]:
     return out, bad
 
 
-def parse_frame(frame: str) -> tuple[Event, bool]:
-    """Parse one frame (LF-separated lines, no trailing blank line) into headers.
+def _fast_parse(frame: str) -> Event | None:
+    """The frame's headers if it is what Asterisk sends, else None (use the careful parse).
 
-    Fast path, all C-level: turn every LF into ": ", split once and pair the pieces. It is only
-    taken when the frame has exactly one ": " per line and no repeated header, which is what
-    Asterisk sends; a value containing ": ", a line without it, a bare "Key:" or a repeated
-    header (fewer keys than lines) goes to the careful line-by-line parse.
+    All C-level: turn every CRLF into ": ", split once and pair the pieces. Taken only when
+    there is exactly one ": " per line and no repeated header (as many keys as lines); a value
+    containing ": ", a line without it, a bare "Key:", a bare-LF line, an empty line or a
+    repeated header all change the count and go to the careful line-by-line parse.
     """
-    parts = frame.replace("\n", ": ").split(": ")
+    parts = frame.replace("\r\n", ": ").split(": ")
     if len(parts) == 2 * (frame.count("\n") + 1):
         it = iter(parts)
         d = dict(zip(it, it, strict=False))
         if 2 * len(d) == len(parts):
-            return d, False
-    return _join_repeated(frame.split("\n"))
+            return d
+    return None
+
+
+def _lines(frame: str) -> list[str]:
+    """Lines ended by CRLF or a bare LF."""
+    return [line[:-1] if line.endswith("\r") else line for line in frame.split("\n")]
+
+
+def parse_frame(frame: str) -> tuple[Event, bool]:
+    """Parse one frame (CRLF- or LF-separated lines, no trailing blank line) into headers."""
+    fast = _fast_parse(frame)
+    if fast is not None:
+        return fast, False
+    return _join_repeated(_lines(frame))
+
+
+#: A blank line of any kind (LF LF, or LF CR LF after a CRLF or bare-LF line end).
+_BLANK_LINE = re.compile(r"\n\r?\n")
 
 
 class LeanAMIProtocol(AMIProtocol):
@@ -201,9 +219,8 @@ class LeanAMIProtocol(AMIProtocol):
     def _reset_stream(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._buf = ""
-        self._cr = False  # a CR ended the previous chunk (its LF may start the next one)
         self._skipping = False  # inside an oversized frame, dropping up to the next blank line
-        self._skip_nl = False  # the dropped part ended with a LF
+        self._skip_tail = ""  # the last characters dropped (a blank line may straddle reads)
         self._banner = True  # the greeting line has not been seen yet
 
     def connection_made(self, transport: Any) -> None:
@@ -233,19 +250,11 @@ class LeanAMIProtocol(AMIProtocol):
             self._stats.frames_malformed += 1
             self._buf = ""
             self._skipping = True  # resynchronise at the next blank line
-            self._skip_nl = False
+            self._skip_tail = ""
             log.exception("AMI input could not be processed; resynchronising at next frame")
 
     def _data_received(self, data: bytes) -> None:
         text = self._decoder.decode(data)
-        if self._cr:
-            text = "\r" + text
-            self._cr = False
-        if text.endswith("\r"):
-            text = text[:-1]
-            self._cr = True
-        if "\r" in text:
-            text = text.replace("\r\n", "\n")
         if "\x00" in text:
             text = text.replace("\x00", "")
             self._rlog("nul", logging.WARNING, "AMI input contained NUL bytes; removed")
@@ -259,12 +268,20 @@ class LeanAMIProtocol(AMIProtocol):
             if self._banner:
                 self._buf = buf
                 return
-        frames = buf.split("\n\n")
+        # Asterisk ends lines with CRLF: split on it as sent. Replacing every CRLF with LF first
+        # (to also take bare-LF input) cost a pass over each read as long as the whole parse.
+        # Bare LFs still work: an LF-only stream is split on LF LF, and a piece that turns out to
+        # hold LF-only lines or frames goes to the careful path in _frame.
+        frames = buf.split("\r\n\r\n" if "\r" in buf else "\n\n")
         rest = frames.pop()
+        if "\n\n" in rest:  # LF LF frames in a CRLF stream (rest is short: a partial frame)
+            more = _BLANK_LINE.split(rest)
+            rest = more.pop()  # as received: a CRLF CRLF cut between reads must stay intact
+            frames += more
         if len(rest) > self._max_frame:
             self._oversized(len(rest))
             self._skipping = True
-            self._skip_nl = rest.endswith("\n")
+            self._skip_tail = rest[-3:]
             rest = ""
         self._buf = rest
         if not frames:
@@ -277,10 +294,11 @@ class LeanAMIProtocol(AMIProtocol):
         filtered = 0
         for frame in frames:
             if frame.startswith("Event: "):
-                nl = frame.find("\n")
+                nl = frame.find("\r\n", 0, 80)
                 if (
                     nl > 0
                     and frame[7:nl] not in wanted
+                    and "\n" not in frame[7:nl]  # else LF-only lines: the careful path
                     and not (responses and "\nActionID: " in frame)
                 ):
                     filtered += 1
@@ -303,15 +321,14 @@ class LeanAMIProtocol(AMIProtocol):
 
     def _skip(self, text: str) -> str:
         """Drop input up to and including the next blank line; return what follows it."""
-        if self._skip_nl:
-            text = "\n" + text
-        i = text.find("\n\n")
-        if i < 0:
-            self._skip_nl = text.endswith("\n")
+        joined = self._skip_tail + text
+        ends = [i + len(p) for p in ("\n\r\n", "\n\n") if (i := joined.find(p)) >= 0]
+        if not ends:
+            self._skip_tail = joined[-3:]
             return ""
         self._skipping = False
-        self._skip_nl = False
-        return text[i + 2 :]
+        self._skip_tail = ""
+        return joined[min(ends) :]
 
     def _strip_banner(self, buf: str) -> str:
         if buf.startswith(_BANNER):
@@ -340,8 +357,8 @@ class LeanAMIProtocol(AMIProtocol):
         )
 
     def _frame(self, frame: str) -> None:
-        if frame[0] == "\n":
-            frame = frame.lstrip("\n")
+        if frame[0] in "\r\n":
+            frame = frame.lstrip("\r\n")
             if not frame:
                 return
         if len(frame) > self._max_frame:
@@ -349,14 +366,28 @@ class LeanAMIProtocol(AMIProtocol):
             return
         if frame.startswith("Event: "):
             nl = frame.find("\n")
-            name = frame[7:] if nl < 0 else frame[7:nl]
-            if name not in self._wanted and not (self.responses and "\nActionID: " in frame):
+            name = (frame[7:] if nl < 0 else frame[7:nl]).rstrip("\r")
+            if (
+                name not in self._wanted
+                and not (self.responses and "\nActionID: " in frame)
+                and not _BLANK_LINE.search(frame)  # else more frames inside: see below
+            ):
                 self._stats.events_filtered += 1
                 return
-        elif frame.startswith("Response:"):
+        elif frame.startswith("Response:") and not _BLANK_LINE.search(frame):
             self._to_action(frame)
             return
-        headers, bad = parse_frame(frame)
+        fast = _fast_parse(frame)
+        if fast is None:
+            subs = _BLANK_LINE.split(frame)
+            if len(subs) > 1:  # bare-LF blank lines inside: several frames in one piece
+                for sub in subs:
+                    if sub.strip("\r\n"):
+                        self._frame(sub)
+                return
+            headers, bad = _join_repeated(_lines(frame))
+        else:
+            headers, bad = fast, False
         if bad:
             self._stats.frames_malformed += 1
             self._rlog("malformed", logging.WARNING, "AMI frame with lines lacking a colon")
@@ -381,7 +412,7 @@ class LeanAMIProtocol(AMIProtocol):
 
     def _to_action(self, frame: str) -> None:
         """Hand an action-related frame to panoramisk so the action's future resolves."""
-        message = Message.from_line(frame.replace("\n", _pk_utils.EOL))
+        message = Message.from_line(_pk_utils.EOL.join(_lines(frame)))
         if message is None:
             self._stats.frames_malformed += 1
             return

@@ -207,7 +207,7 @@ def _short(value: object, limit: int = 60) -> str:
 
 
 def _redacted(exc: BaseException) -> str:
-    # A decide() error may come from httpx and quote the Zammad URL, whose path holds the token.
+    # A decide() error may quote the Zammad URL (whose path holds the token): redact any URL.
     return f"{type(exc).__name__}: {redact_url(str(exc))[:200]}"
 
 

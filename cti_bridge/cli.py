@@ -77,10 +77,6 @@ def _setup_logging(level: str) -> None:
         # journald adds its own timestamps; the level name helps grep.
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if numeric > logging.DEBUG:
-        # One line per POST would drown the one line per call; failures are logged by us.
-        for noisy in ("httpx", "httpcore"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _version_callback(value: bool) -> None:

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 State = Literal["ok", "down", "rejected"]
 Observer = Callable[[str, str, float], None]
+ACK_DELAY = 0.02  # seconds an ack may wait for a transaction to ride in
 """``observer(event_name, result, latency_s)``; result is one of RESULTS."""
 RESULTS = ("ok", "reject", "dial", "duplicate", "unavailable", "rejected", "failed", "dead")
 
@@ -101,6 +102,7 @@ class Delivery:
         self._work = asyncio.Event()
         self._kick = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[ZammadAnswer | None]] = {}
+        self._watches: dict[int, tuple[float, Callable[[ZammadAnswer], None]]] = {}
         self._error_ids: dict[int, int] = {}
         self._dead_calls: OrderedDict[str, None] = OrderedDict()
         self._timers: set[asyncio.TimerHandle] = set()
@@ -119,6 +121,7 @@ class Delivery:
         self.dead = 0
         self.in_flight = 0
         self._acks: list[int] = []
+        self._ack_timer: asyncio.TimerHandle | None = None
 
     # -- public API --------------------------------------------------------------------------
 
@@ -160,6 +163,7 @@ class Delivery:
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_result(None)
+        self._watches.clear()
         self._calls.clear()
         self._ids.clear()
         self._ready.clear()
@@ -190,6 +194,25 @@ class Delivery:
         finally:
             self._waiters.pop(rid, None)
 
+    def watch_answer(
+        self, rid: int, callback: Callable[[ZammadAnswer], None], timeout: float
+    ) -> None:
+        """Call ``callback(answer)`` if event ``rid`` is delivered within ``timeout`` seconds.
+
+        No task and no timer per event (an inbound call's AMI-only reject watch is set on every
+        newCall): a watch is checked when its event is delivered, and expired ones are dropped
+        as new ones arrive (in order, as they all share one timeout).
+        """
+        now = time.monotonic()
+        watches = self._watches
+        while watches:
+            first = next(iter(watches))
+            if watches[first][0] > now:
+                break
+            del watches[first]
+        if self._running and rid in self._ids:
+            watches[rid] = (now + timeout, callback)
+
     async def submit_and_wait(self, event: CtiEvent, timeout: float) -> ZammadAnswer | None:
         """Commit, post ahead of the backlog, and wait at most ``timeout`` for Zammad's answer.
 
@@ -218,7 +241,12 @@ class Delivery:
     # -- queueing ----------------------------------------------------------------------------
 
     def _submit(self, events: list[CtiEvent], *, priority: bool = False) -> list[int]:
-        ids = self._outbox.put_many(events)
+        acks, self._acks = self._acks, []  # acks due this loop pass ride in the same commit
+        try:
+            ids = self._outbox.put_many(events, acks=acks)
+        except BaseException:
+            self._acks[:0] = acks  # not committed: they stay due
+            raise
         if not self._running or not ids:
             return ids
         if (
@@ -302,6 +330,13 @@ class Delivery:
         fut = self._waiters.get(row.id)
         if fut is not None and not fut.done():
             fut.set_result(answer)
+        if self._watches:
+            watch = self._watches.pop(row.id, None)
+            if watch is not None and answer is not None and time.monotonic() <= watch[0]:
+                try:
+                    watch[1](answer)
+                except Exception:  # the watcher's bug must not stop delivery
+                    log.exception("answer watch for event %d failed", row.id)
 
     # -- the workers -------------------------------------------------------------------------
 
@@ -388,11 +423,13 @@ class Delivery:
     def _delivered(
         self, cid: str, call: _Call, row: Row, answer: ZammadAnswer, result: str, dt: float
     ) -> None:
-        # Acks are committed in one transaction per loop pass (a DELETE each cost more than
-        # the rest of the bookkeeping); every read of the outbox flushes them first.
+        # Acks are batched: a commit each cost more than the rest of the bookkeeping. They ride
+        # in the next enqueue's transaction (under load, within milliseconds) or are committed
+        # on their own after ACK_DELAY; every read of the outbox flushes them first. An ack
+        # lost to a crash in that window only means the event is posted again (at least once).
         self._acks.append(row.id)
-        if len(self._acks) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_acks)
+        if self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._flush_acks)
         call.rows.popleft()
         self._forget(row, answer)
         self.posted += 1
@@ -401,6 +438,9 @@ class Delivery:
         self._reschedule(cid, call)
 
     def _flush_acks(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         if self._acks:
             ids, self._acks = self._acks, []
             self._outbox.ack_many(ids)

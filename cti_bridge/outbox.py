@@ -80,6 +80,10 @@ class DeadRow(Row):
     dead_at: float = 0.0
 
 
+# One encoder for every row: json.dumps with arguments builds a new JSONEncoder on each call.
+_to_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _row(r: tuple[int, str, str, float, int, str | None]) -> Row:
     return Row(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5])
 
@@ -126,14 +130,19 @@ class Outbox:
     def put(self, event: CtiEvent) -> int:
         return self.put_many([event])[0]
 
-    def put_many(self, events: Sequence[CtiEvent]) -> list[int]:
-        """Commit all events in one transaction; return their ids, in order."""
+    def put_many(self, events: Sequence[CtiEvent], *, acks: Sequence[int] = ()) -> list[int]:
+        """Commit all events in one transaction; return their ids, in order.
+
+        ``acks``: delivered ids to remove in the same transaction (one commit instead of two).
+        """
         now = self._now()
         ids: list[int] = []
         with self._tx():
+            if acks:
+                self._db.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in acks])
             for event in events:
                 cid = call_id(event)
-                body = json.dumps(event, separators=(",", ":"))
+                body = _to_json(event)
                 cur = self._db.execute(
                     "INSERT INTO pending (call_id, event, created_at) VALUES (?, ?, ?)",
                     (cid, body, now),

@@ -1,9 +1,10 @@
 """HTTP client for Zammad's Generic CTI endpoint (``POST /api/v1/cti/<token>``).
 
-One ``httpx.AsyncClient`` (one keep-alive pool) posts form-encoded events and turns every outcome
-into either a typed :class:`ZammadAnswer` or a precise :class:`ZammadError`, so the delivery loop
-can decide what is safe to repeat (see ``cti_bridge.delivery``). Facts about Zammad's answers come
-from /work/shared/docs/zammad-cti.md (controller checks, error humanisation, ``caller_id``).
+One :class:`~cti_bridge._http.HttpClient` (one keep-alive pool) posts form-encoded events and
+turns every outcome into either a typed :class:`ZammadAnswer` or a precise :class:`ZammadError`,
+so the delivery loop can decide what is safe to repeat (see ``cti_bridge.delivery``). Facts about
+Zammad's answers come from /work/shared/docs/zammad-cti.md (controller checks, error
+humanisation, ``caller_id``).
 
 Why the details:
 - ``Accept: application/json``: without it Rails answers errors with its HTML 500 page.
@@ -11,40 +12,28 @@ Why the details:
   (http->https, a login page); following it could post the call log somewhere else.
 - Only the first ``MAX_BODY`` bytes of an answer are read: a hostile or broken server cannot make
   the daemon buffer megabytes; ``Accept-Encoding: identity`` keeps that cap honest (no gzip bomb).
+- No cookies: the token in the URL is the only credential; a Rails session must not ride along.
 - The token is the URL's last path segment: no message built here contains the URL or the token,
-  and texts from httpx (which do embed URLs) are scrubbed before they go anywhere.
+  and foreign texts (a redirect's Location) are scrubbed before they go anywhere.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
-import http.cookiejar
 import json
 import logging
 import re
 import ssl
-import sys
+import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import quote_plus
 
-import httpx
-
-from ._transport import LeanTransport
+from ._http import ConnectError, HttpClient, HttpError, HttpTimeout
 from .config import ZammadConfig, redact_url
 from .events import CtiEvent, form_items
 
 log = logging.getLogger(__name__)
-
-try:
-    import sniffio  # noqa: F401
-except ImportError:
-    # httpcore 1.0 runs `import sniffio` several times per request; anyio >= 4.? no longer pulls
-    # it in, and a failed import scans sys.path every time (~2 ms of CPU per request here).
-    # Caching the miss keeps the same outcome (ImportError -> "asyncio") at no cost.
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 MAX_BODY = 64 * 1024
 CALLER_ID_RE = re.compile(r"\+?[0-9]{1,20}")
@@ -115,7 +104,7 @@ class ZammadRejected(ZammadError):
 
 
 def _scrub(text: str, limit: int | None = _ERROR_TEXT_MAX) -> str:
-    """Remove tokens and URLs from a foreign message (httpx puts URLs in its texts)."""
+    """Remove tokens and URLs from a foreign text (a Location header, an error message)."""
     for token in _TOKENS:
         text = text.replace(token, "***")
     text = re.sub(r"https?://[^\s\"']+", lambda m: redact_url(m.group(0)), text)
@@ -127,36 +116,11 @@ def _clean(text: str, limit: int = _ERROR_TEXT_MAX) -> str:
     return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
-_TOKENS: set[str] = set()  # tokens of every client made in this process, scrubbed from logs
-
-
-class _RedactFilter(logging.Filter):
-    """httpx logs request URLs at INFO, httpcore response headers (a Location) at DEBUG."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        clean = _scrub(text, limit=None)
-        if clean != text:
-            record.msg, record.args = clean, None
-        return True
-
-
-_FILTER = _RedactFilter()
-# A logger's filters do not apply to its children's records: name each one httpx/httpcore use.
-for _name in (
-    "httpx",
-    "httpcore",
-    "httpcore.connection",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.proxy",
-    "httpcore.socks",
-):
-    logging.getLogger(_name).addFilter(_FILTER)
+_TOKENS: set[str] = set()  # tokens of every client made in this process, scrubbed from texts
 
 
 def _token_of(url: str) -> str:
-    path = httpx.URL(url).path.rstrip("/")
+    path = urllib.parse.urlsplit(url).path.rstrip("/")
     return path.rsplit("/", 1)[-1] if "/" in path else ""
 
 
@@ -178,18 +142,6 @@ def form_body(event: CtiEvent) -> str:
     return "&".join(f"{_quote(k)}={_quote(v)}" for k, v in form_items(event))
 
 
-class _NoCookies(http.cookiejar.CookieJar):
-    """A jar that keeps nothing: the token in the URL is the only credential, a Rails session
-    cookie must not ride along, and parsing Set-Cookie on every answer cost a fifth of a post.
-    """
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-    def add_cookie_header(self, request: Any) -> None:
-        return None
-
-
 class ZammadClient:
     """Posts CTI events; safe to share between tasks (one connection pool)."""
 
@@ -199,28 +151,23 @@ class ZammadClient:
         token = _token_of(self._url)
         if len(token) >= 4:  # a shorter "token" would scrub ordinary text to pieces
             _TOKENS.add(token)
-        conns = max_connections or cfg.concurrency + 4
-        # httpx's API with a lean HTTP/1.1 transport underneath: httpcore/anyio/h11 cost about
-        # three times the CPU per POST (bench/post.py), and posting bounds the whole daemon.
-        transport = LeanTransport(
-            verify=ssl_verify(cfg), max_connections=conns, max_response_bytes=MAX_BODY
-        )
-        self._target: httpx.URL | str = self._url
-        with contextlib.suppress(httpx.InvalidURL):
-            self._target = httpx.URL(self._url)  # parsed once, not on every POST
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(cfg.timeout),
-            follow_redirects=False,
-            trust_env=False,
-            cookies=_NoCookies(),
-            headers={
-                "Accept": "application/json",
-                "Accept-Encoding": "identity",
-                "Content-Type": "application/x-www-form-urlencoded",
-                "User-Agent": "cti-bridge",
-            },
-        )
+        self._http: HttpClient | None = None
+        self._unusable = ""
+        try:
+            self._http = HttpClient(
+                self._url,
+                headers={
+                    "Accept": "application/json",
+                    "Accept-Encoding": "identity",
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "User-Agent": "cti-bridge",
+                },
+                verify=ssl_verify(cfg),
+                max_connections=max_connections or cfg.concurrency + 4,
+                max_response_bytes=MAX_BODY,
+            )
+        except ValueError as exc:  # config validation catches these; a hand-made config may not
+            self._unusable = f"unusable URL: {exc}"
         self._warned: set[str] = set()
 
     @property
@@ -228,7 +175,8 @@ class ZammadClient:
         return self._cfg.display_url
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def __aenter__(self) -> ZammadClient:
         return self
@@ -238,43 +186,27 @@ class ZammadClient:
 
     async def post(self, event: CtiEvent) -> ZammadAnswer:
         """Post one event; return Zammad's answer or raise a ZammadError subclass."""
-        body = form_body(event)
+        if self._http is None:
+            raise ZammadRejected(self._unusable)
+        body = form_body(event).encode("ascii")  # quote_plus leaves only ASCII
         try:
-            async with asyncio.timeout(self._cfg.timeout):
-                status, location, raw = await self._exchange(body)
-        except TimeoutError:
-            raise ZammadUnavailable("timeout") from None
-        except httpx.TimeoutException as exc:
-            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            resp = await self._http.post(body, timeout=self._cfg.timeout)
+        except HttpTimeout as exc:
+            raise ZammadUnavailable(f"timeout ({exc.phase})", maybe_processed=exc.sent) from None
+        except ConnectError as exc:
             raise ZammadUnavailable(
-                f"timeout ({type(exc).__name__})", maybe_processed=sent
+                f"cannot connect: {exc.reason}", maybe_processed=False
             ) from None
-        except httpx.ConnectError as exc:
-            raise ZammadUnavailable(
-                f"cannot connect: {_scrub(str(exc)) or type(exc).__name__}",
-                maybe_processed=False,
-            ) from None
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise ZammadRejected(f"unusable URL ({type(exc).__name__})") from None
-        except (httpx.HTTPError, OSError) as exc:
-            detail = _scrub(str(exc))
-            raise ZammadUnavailable(
-                f"{type(exc).__name__}{': ' + detail if detail else ''}"
-            ) from None
-        except Exception as exc:  # e.g. OverflowError for a port out of range; text may hold URL
-            raise ZammadUnavailable(f"unexpected {type(exc).__name__}") from None
-        return self._interpret(status, location, raw)
-
-    async def _exchange(self, body: str) -> tuple[int, str | None, bytes]:
-        async with self._http.stream("POST", self._target, content=body) as resp:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in resp.aiter_raw():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size >= MAX_BODY:
-                    break  # leaving the block early closes this connection: fine, it is rare
-            return resp.status_code, resp.headers.get("location"), b"".join(chunks)[:MAX_BODY]
+        except HttpError as exc:
+            raise ZammadUnavailable(_scrub(exc.reason), maybe_processed=exc.sent) from None
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s of call %r: HTTP %d", event.get("event"), event.get("callId"), resp.status
+            )
+        location = resp.header(b"location")
+        return self._interpret(
+            resp.status, location.decode("latin-1") if location is not None else None, resp.body
+        )
 
     def _interpret(self, status: int, location: str | None, raw: bytes) -> ZammadAnswer:
         doc = _json(raw)

@@ -229,6 +229,27 @@ def test_any_chunking_gives_the_same_events(events: list[dict[str, str]], cuts: 
 
 
 @settings(max_examples=150, deadline=None)
+@given(
+    framed=st.lists(st.tuples(_event, st.sampled_from(["\r\n", "\n"])), max_size=8),
+    cuts=st.lists(st.integers(0, 2000), max_size=12),
+    banner_eol=st.sampled_from(["\r\n", "\n"]),
+)
+def test_crlf_and_bare_lf_frames_mixed_give_the_same_events(
+    framed: list[tuple[dict[str, str], str]], cuts: list[int], banner_eol: str
+) -> None:
+    # Asterisk sends CRLF; an LF-only peer (or a proxy that rewrote line ends) must work too,
+    # frame by frame, whatever the read boundaries.
+    text = "Asterisk Call Manager/5.0.2" + banner_eol
+    for ev, eol in framed:
+        text += "".join(f"{k}: {v}{eol}" for k, v in ev.items()) + eol
+    data = text.encode("utf-8")
+    bounds = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    got, stats = _feed([data[a:b] for a, b in itertools.pairwise(bounds)])
+    assert got == [e for e, _ in framed if e["Event"] != "VarSet"]
+    assert stats.frames_malformed == 0
+
+
+@settings(max_examples=150, deadline=None)
 @given(junk=st.binary(max_size=300), cut=st.integers(0, 400))
 def test_random_bytes_never_raise_and_resync_at_next_frame(junk: bytes, cut: int) -> None:
     data = junk + b"\r\n\r\n" + frame({"Event": "Hangup", "Uniqueid": "7.7"})

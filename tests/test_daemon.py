@@ -166,6 +166,32 @@ async def test_resync_keeps_calls_still_up(tmp_path: Path, corpus_dir: Path) -> 
         await until(lambda: zammad.stored(call_id) == ["newCall", "answer", "hangup"])
 
 
+async def test_without_the_agi_hook_a_rejected_caller_is_hung_up_over_ami(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    events = lab(corpus_dir, "pjsip_in_all_busy")
+    root = events[2]
+    fanout = next(i for i, e in enumerate(events) if e["Event"] == "DialBegin")
+    async with FakeAmi() as ami:
+        ami.channels.append({"Channel": root["Channel"], "Linkedid": root["Linkedid"]})
+        with FakeZammad(blocked=(BLOCKED,)) as zammad:
+            cfg = parse_config(make_config(tmp_path, ami, zammad.url()))
+            async with running(cfg):
+                await ami.wait_login()
+                for ev in events[: fanout + 1]:  # the held newCall goes out at the first ring
+                    await ami.send_event(ev)
+                await until(lambda: bool(ami.hangups))
+                assert ami.hangups == [{"Channel": root["Channel"], "Cause": "17"}]
+                assert zammad.stored(root["Linkedid"]) == ["newCall"]
+                # An answer that is not a reject leaves other callers alone.
+                other = lab(corpus_dir, "pjsip_in_group_answered")
+                for ev in other:
+                    await ami.send_event(ev)
+                other_id = other[2]["Linkedid"]
+                await until(lambda: "hangup" in zammad.stored(other_id))
+                assert len(ami.hangups) == 1
+
+
 async def test_agi_rejects_a_blocked_caller_before_anything_rings(
     tmp_path: Path, corpus_dir: Path
 ) -> None:

@@ -302,6 +302,22 @@ async def test_submit_and_wait_times_out_but_keeps_event(rig: Rig) -> None:
     await drained(rig, {"slow": ["newCall"]})
 
 
+async def test_answer_watches_fire_once_in_time_and_never_late(rig: Rig) -> None:
+    seen: list[tuple[str, str]] = []
+    d = rig.delivery
+    (in_time,) = d.submit_many([call_events("w1", frm="4930666")[0]])
+    d.watch_answer(in_time, lambda a: seen.append(("w1", a.action)), timeout=2.0)
+    await drained(rig, {"w1": ["newCall"]})
+    assert seen == [("w1", "reject")]
+    rig.fake.delay(0.3, times=1)
+    (late,) = d.submit_many([call_events("w2", frm="4930666")[0]])
+    d.watch_answer(late, lambda a: seen.append(("w2", a.action)), timeout=0.1)
+    await drained(rig, {"w1": ["newCall"], "w2": ["newCall"]})
+    assert seen == [("w1", "reject")]  # answered after its watch expired: not applied
+    d.watch_answer(late, lambda a: seen.append(("gone", a.action)), timeout=2.0)
+    assert not d._watches  # already delivered: nothing to watch, and the late one was pruned
+
+
 async def test_duplicate_newcall_counts_as_delivered(rig: Rig) -> None:
     events = call_events("dup")
     # An earlier try was stored but its answer was lost (e.g. kill -9 before the ack).

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import urllib.request
 from typing import Any
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from cti_bridge import __version__
@@ -127,6 +127,11 @@ def test_failing_snapshot_keeps_direct_metrics() -> None:
     assert not any(name == "cti_bridge_active_calls" for name, _ in got)
 
 
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5.0) as response:
+        return response.status, response.read().decode()
+
+
 async def test_http_scrape_runs_snapshot_on_the_loop() -> None:
     threads: list[int] = []
 
@@ -140,11 +145,11 @@ async def test_http_scrape_runs_snapshot_on_the_loop() -> None:
         host, port = metrics.address
         assert port != 0
         metrics.observe_post("newCall", "ok", 0.2)
-        response = await asyncio.to_thread(httpx.get, f"http://{host}:{port}/metrics", timeout=5.0)
+        status, text = await asyncio.to_thread(_get, f"http://{host}:{port}/metrics")
     finally:
         await asyncio.to_thread(metrics.stop)
-    assert response.status_code == 200
-    got = samples(response.text)
+    assert status == 200
+    got = samples(text)
     assert got[("cti_bridge_active_calls", ())] == 3
     assert got[("cti_bridge_agi_decisions_total", (("action", "dial"),))] == 3
     assert (
