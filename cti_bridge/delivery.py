@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 State = Literal["ok", "down", "rejected"]
 Observer = Callable[[str, str, float], None]
-ACK_DELAY = 0.02  # seconds an ack may wait for a transaction to ride in
+ACK_DELAY = 0.0  # seconds an ack may wait for a transaction to ride in (0: this loop pass)
 """``observer(event_name, result, latency_s)``; result is one of RESULTS."""
 RESULTS = ("ok", "reject", "dial", "duplicate", "unavailable", "rejected", "failed", "dead")
 
@@ -423,10 +423,11 @@ class Delivery:
     def _delivered(
         self, cid: str, call: _Call, row: Row, answer: ZammadAnswer, result: str, dt: float
     ) -> None:
-        # Acks are batched: a commit each cost more than the rest of the bookkeeping. They ride
-        # in the next enqueue's transaction (under load, within milliseconds) or are committed
-        # on their own after ACK_DELAY; every read of the outbox flushes them first. An ack
-        # lost to a crash in that window only means the event is posted again (at least once).
+        # Acks are batched: a commit each cost more than the rest of the bookkeeping. Those of
+        # one loop pass are committed together at its end, or ride in an enqueue's transaction
+        # if one comes first; every read of the outbox flushes them first. Not later than that:
+        # an ack lost to a crash means a repeated post, and a repeated hangup can turn a missed
+        # call into a handled one in Zammad (see README, Limits).
         self._acks.append(row.id)
         if self._ack_timer is None:
             self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._flush_acks)
