@@ -146,11 +146,18 @@ def _why(exc: BaseException) -> str:
 
 
 def ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
-    """certifi's CA bundle by default (what httpx used, so the switch changed nothing)."""
+    """The system's CA store by default, where an operator installs a company CA.
+
+    certifi's bundle only when the system store looks empty (a minimal container without the
+    ca-certificates package); a store that only names a directory loads lazily and looks
+    empty too, which costs nothing worse than using certifi's public CAs.
+    """
     if isinstance(verify, ssl.SSLContext):
         ctx = verify
     else:
-        ctx = ssl.create_default_context(cafile=certifi.where())
+        ctx = ssl.create_default_context()
+        if not ctx.cert_store_stats()["x509_ca"]:
+            ctx = ssl.create_default_context(cafile=certifi.where())
         if not verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
