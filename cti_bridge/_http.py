@@ -213,7 +213,6 @@ class _Conn(asyncio.Protocol):
         self._trailer = 0
         self._body: list[bytes] = []
         self._size = 0
-        self._keep = True  # the framing allows reuse after this answer
         self._cut = False  # the cap was reached
         self._answer: tuple[bytes, int, bytes, tuple[tuple[bytes, bytes], ...]] | None = None
 
@@ -352,7 +351,7 @@ class _Conn(asyncio.Protocol):
                 if self._left:
                     return
                 if state == _LENGTH or self._cut:
-                    self._finish(reusable=self._keep and not self._cut)
+                    self._finish(reusable=not self._cut)
                     return
                 self._state = _CHUNK_END
             elif state == _CHUNK_END:
