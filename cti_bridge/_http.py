@@ -7,8 +7,12 @@ daemon talks to exactly one URL with one method and a few fixed headers, so the 
 built once and each POST only appends its Content-Length and body.
 
 Scope and choices, on purpose:
-- HTTP/1.1 to one origin, no proxy, no redirects (a 3xx is returned as it is), no cookies, no
+- HTTP/1.1 to one origin, no redirects (a 3xx is returned as it is), no cookies, no
   compression (``Accept-Encoding: identity`` is the caller's to send).
+- An optional HTTP proxy, given explicitly (the environment is not read: a systemd service has
+  none of the operator's shell variables): ``https://`` goes through a ``CONNECT`` tunnel with
+  TLS to the origin inside it; ``http://`` is sent to the proxy with the absolute URL. The
+  proxy's credentials go to the proxy only (never inside the tunnel), as Basic auth.
 - One request per connection at a time; at most ``max_connections`` sockets (idle + busy).
 - An idle connection the server has closed is noticed *before* anything is written (EOF already
   seen by the loop, or a zero-timeout poll of the socket) and replaced by a fresh one. A failure
@@ -24,6 +28,7 @@ Scope and choices, on purpose:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import select
@@ -98,12 +103,12 @@ class Origin:
     host_header: bytes
 
     @classmethod
-    def parse(cls, url: str) -> Origin:
+    def parse(cls, url: str, *, schemes: tuple[str, ...] = ("http", "https")) -> Origin:
         """Raises ValueError with a text that does not repeat the URL."""
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise ValueError("the URL must start with http:// or https://")
+        if scheme not in schemes:
+            raise ValueError(f"the URL must start with {' or '.join(f'{s}://' for s in schemes)}")
         if parts.username is not None or parts.password is not None:
             raise ValueError("credentials in the URL are not supported")
         try:
@@ -130,6 +135,36 @@ class Origin:
         if any(c <= 0x20 or c == 0x7F for c in raw_target):
             raise ValueError("the URL's path holds spaces or control characters")
         return cls(scheme, host, port, raw_target, host_header.encode("ascii"))
+
+    @property
+    def authority(self) -> bytes:
+        """``host:port`` with the port always given (a CONNECT request's target)."""
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{shown}:{self.port}".encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP proxy: ``http://[user:password@]host:port`` (the password is a secret)."""
+
+    origin: Origin
+    headers: tuple[bytes, ...]  # Proxy-Authorization, when the URL has credentials
+
+    @classmethod
+    def parse(cls, url: str) -> Proxy:
+        """Raises ValueError with a text that repeats neither the URL nor its password."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.path not in ("", "/") or parts.query:
+            raise ValueError("a proxy URL is http://[user:password@]host:port, without a path")
+        user, password = parts.username, parts.password
+        bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        origin = Origin.parse(bare, schemes=("http",))
+        headers: tuple[bytes, ...] = ()
+        if user is not None:
+            pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password or '')}"
+            token = base64.b64encode(pair.encode("utf-8"))
+            headers = (b"Proxy-Authorization: Basic " + token,)
+        return cls(origin, headers)
 
 
 def _why(exc: BaseException) -> str:
@@ -205,6 +240,7 @@ class _Conn(asyncio.Protocol):
         self._waiter: asyncio.Future[tuple[Response, bool]] | None = None
         self._writable: asyncio.Future[None] | None = None
         self._paused = False
+        self._head_only = False
         self._reset()
 
     def _reset(self) -> None:
@@ -280,10 +316,18 @@ class _Conn(asyncio.Protocol):
         poller.register(sock.fileno(), select.POLLIN)
         return not poller.poll(0)
 
-    async def send(self, data: bytes) -> None:
-        """Write one request; returns when the transport has room again."""
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buf)
+
+    async def send(self, data: bytes, *, head_only: bool = False) -> None:
+        """Write one request; returns when the transport has room again.
+
+        ``head_only``: the answer has no body whatever its headers say (CONNECT's 2xx).
+        """
         assert self.transport is not None and self._waiter is None
         self._reset()
+        self._head_only = head_only
         self._buf.clear()
         self._waiter = self._loop.create_future()
         self.transport.write(data)  # errors surface through connection_lost
@@ -406,7 +450,7 @@ class _Conn(asyncio.Protocol):
 
     def _frame(self, status: int, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         """Decide how the body is delimited (RFC 9112 section 6.3, in its order)."""
-        if status in _NO_BODY_STATUSES:
+        if status in _NO_BODY_STATUSES or self._head_only:
             self._finish(reusable=True)
             return
         te = [v.lower() for k, v in headers if k.lower() == b"transfer-encoding"]
@@ -455,16 +499,24 @@ class HttpClient:
         max_connections: int = 8,
         max_response_bytes: int = 64 * 1024,
         keepalive_expiry: float = 30.0,
+        proxy: str | None = None,
     ) -> None:
         self.origin = origin = Origin.parse(url)
+        self._proxy = Proxy.parse(proxy) if proxy else None
         fixed = [b"Host: " + origin.host_header]
         for name, value in (headers or {}).items():
             raw = f"{name}: {value}".encode("latin-1")
             if b"\r" in raw or b"\n" in raw or not name or ":" in name:
                 raise ValueError(f"header {name!r} holds CR, LF or a colon")
             fixed.append(raw)
+        target = origin.target
+        if self._proxy is not None and origin.scheme == "http":
+            # Plain HTTP through a proxy: the absolute URL on the request line, and the
+            # proxy's credentials on every request (an https:// URL tunnels instead).
+            target = b"http://" + origin.host_header + origin.target
+            fixed += self._proxy.headers
         self._post_head = b"POST %s HTTP/1.1\r\n%s\r\nContent-Length: " % (
-            origin.target,
+            target,
             b"\r\n".join(fixed),
         )
         self._ssl = ssl_context(verify) if origin.scheme == "https" else None
@@ -520,19 +572,53 @@ class HttpClient:
         return None
 
     async def _connect(self) -> _Conn:
-        origin = self.origin
+        proxy = self._proxy
+        peer = proxy.origin if proxy is not None else self.origin
+        tls = self._ssl if proxy is None else None  # through a proxy: TLS inside the tunnel
         loop = asyncio.get_running_loop()
         try:
             _, conn = await loop.create_connection(
                 lambda: _Conn(self._cap),
-                origin.host,
-                origin.port,
-                ssl=self._ssl,
-                server_hostname=origin.host if self._ssl else None,
+                peer.host,
+                peer.port,
+                ssl=tls,
+                server_hostname=peer.host if tls else None,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectError(("proxy: " if proxy else "") + _why(exc)) from None
+        if proxy is not None and self._ssl is not None:
+            try:
+                await self._tunnel(conn, proxy)
+            except BaseException:
+                conn.abort()
+                raise
+        return conn  # asyncio sets TCP_NODELAY on TCP transports
+
+    async def _tunnel(self, conn: _Conn, proxy: Proxy) -> None:
+        """CONNECT through the proxy to the origin, then TLS with the origin inside the tunnel."""
+        authority = self.origin.authority
+        head = [b"CONNECT %s HTTP/1.1" % authority, b"Host: " + authority, *proxy.headers]
+        await conn.send(b"\r\n".join([*head, b"", b""]), head_only=True)
+        try:
+            answer, _ = await conn.answer()
+        except HttpError as exc:
+            raise ConnectError(f"proxy: {exc.reason}") from None
+        if not 200 <= answer.status < 300:
+            hint = " (check the proxy's user and password)" if answer.status == 407 else ""
+            raise ConnectError(f"proxy refused the tunnel: HTTP {answer.status}{hint}")
+        if conn.pending_bytes or conn.transport is None:
+            raise ConnectError("proxy: unexpected data after its answer to CONNECT")
+        loop = asyncio.get_running_loop()
+        assert self._ssl is not None
+        try:
+            transport = await loop.start_tls(
+                conn.transport, conn, self._ssl, server_hostname=self.origin.host
             )
         except (OSError, ssl.SSLError) as exc:
             raise ConnectError(_why(exc)) from None
-        return conn  # asyncio sets TCP_NODELAY on TCP transports
+        if transport is None:  # pragma: no cover - only for a closed transport
+            raise ConnectError("proxy closed the tunnel")
+        conn.transport = transport
 
     @property
     def idle_connections(self) -> int:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._http import Proxy
+
 DEFAULT_CONFIG_PATH = "/etc/cti-bridge/cti-bridge.toml"
 CONFIG_ENV = "CTI_BRIDGE_CONFIG"
 
@@ -82,6 +84,7 @@ class ZammadConfig:
     concurrency: int = 8
     max_backoff: float = 30.0
     config_retry_interval: float = 60.0
+    proxy: Secret | None = None  # http://[user:password@]host:port
 
     @property
     def display_url(self) -> str:
@@ -249,6 +252,12 @@ def _listen_required(value: Any) -> str:
     return s
 
 
+def _proxy(value: Any) -> Secret:
+    s = _nonempty(value).strip()
+    Proxy.parse(s)  # the client's own parser; its ValueError texts never repeat the URL
+    return Secret(s)
+
+
 def _url(value: Any) -> str:
     s = _nonempty(value).strip()
     if not re.match(r"https?://[^/\s]+", s):
@@ -285,6 +294,7 @@ _SCHEMA: dict[str, dict[str, Check]] = {
         "concurrency": _positive_int,
         "max_backoff": _positive,
         "config_retry_interval": _positive,
+        "proxy": _proxy,
     },
     "pbx": {
         "trunk_endpoints": _string_list,
@@ -411,6 +421,9 @@ def parse_config(
                 f"{cfg_path}: [{section}] {key}: missing required key (or {file_key})"
             )
 
+    proxy = sections.get("zammad", {}).get("proxy")
+    if proxy is not None and urllib.parse.urlsplit(proxy.get()).password:
+        secrets_inline = True
     if secrets_inline and file_mode is not None and file_mode & 0o004:
         msg = (
             f"{cfg_path}: holds a secret and is readable by others (mode {file_mode:o}); "

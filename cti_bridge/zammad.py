@@ -165,6 +165,7 @@ class ZammadClient:
                 verify=ssl_verify(cfg),
                 max_connections=max_connections or cfg.concurrency + 4,
                 max_response_bytes=MAX_BODY,
+                proxy=cfg.proxy.get() if cfg.proxy is not None else None,
             )
         except ValueError as exc:  # config validation catches these; a hand-made config may not
             self._unusable = f"unusable URL: {exc}"

@@ -163,3 +163,19 @@ def test_cli_exit_2_one_line(tmp_path: Path) -> None:
     res = cli("check", "--config", str(path))
     assert res.returncode == 2
     assert res.stderr.strip() == f"cti-bridge: {path}: [ami] bogus: unknown key"
+
+
+def test_proxy_is_checked_and_its_password_kept_secret(tmp_path: Path) -> None:
+    line = f'url = "https://zammad.example.com/api/v1/cti/{TOKEN}"'
+    with_proxy = GOOD.replace(line, line + '\nproxy = "http://squid:pr0xy-pw@proxy.lan:3128"')
+    cfg = load_config(write(tmp_path, with_proxy))
+    assert cfg.zammad.proxy is not None
+    assert cfg.zammad.proxy.get() == "http://squid:pr0xy-pw@proxy.lan:3128"
+    assert "pr0xy-pw" not in repr(cfg)
+    # A proxy password makes the file a secret's holder even with the other secrets in files.
+    shared = write(tmp_path, with_proxy, 0o644)
+    assert any("readable by others" in w for w in load_config(shared).warnings)
+    bad = GOOD.replace(line, line + '\nproxy = "https://squid:pr0xy-pw@proxy.lan:3128"')
+    with pytest.raises(ConfigError, match=r"\[zammad\] proxy: .*http://") as info:
+        load_config(write(tmp_path, bad))
+    assert "pr0xy-pw" not in str(info.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import shutil
@@ -26,6 +27,7 @@ from cti_bridge._http import (
     HttpTimeout,
     Origin,
     ProtocolError,
+    Proxy,
     Response,
 )
 
@@ -658,3 +660,131 @@ async def test_tls_keep_alive_and_verification(tls_files: tuple[Path, Path]) -> 
         async with client(srv, scheme="https", verify=False) as c:
             assert (await c.post()).status == 200
     assert len(srv.requests) == 4
+
+
+# --- through an HTTP proxy ------------------------------------------------------------------
+
+
+PROXY_AUTH = b"Proxy-Authorization: Basic " + base64.b64encode(b"squid:pr0xy-s3cret")
+
+
+@dataclass
+class TunnelProxy:
+    """A CONNECT proxy on 127.0.0.1 that wants ``PROXY_AUTH`` and pipes the tunnel both ways."""
+
+    heads: list[bytes] = field(default_factory=list)
+    tunnels: int = 0
+    port: int = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.heads.append(head)
+            _, target, _ = head.split(b"\r\n", 1)[0].split(b" ", 2)
+            if PROXY_AUTH not in head.split(b"\r\n"):
+                body = b"auth needed"
+                writer.write(
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+                return
+            host, _, port = target.rpartition(b":")
+            up_reader, up_writer = await asyncio.open_connection(host.decode(), int(port))
+            self.tunnels += 1
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                with contextlib.suppress(ConnectionError):
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
+                dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    def url(self, credentials: str = "squid:pr0xy-s3cret@") -> str:
+        return f"http://{credentials}127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def tunnel_proxy() -> AsyncIterator[TunnelProxy]:
+    proxy = TunnelProxy()
+    server = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
+    proxy.port = server.sockets[0].getsockname()[1]
+    try:
+        yield proxy
+    finally:
+        server.close()
+
+
+async def test_https_through_a_connect_proxy(tls_files: tuple[Path, Path]) -> None:
+    cert, key = tls_files
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    async with serve(answer_each(OK), tls=server_ctx) as srv, tunnel_proxy() as proxy:
+        async with client(srv, scheme="https", verify=trusting, proxy=proxy.url()) as c:
+            for _ in range(3):
+                assert json.loads((await c.post()).body) == {}
+        assert proxy.tunnels == 1 and srv.connections == 1  # one tunnel, kept alive
+        connect = proxy.heads[0].split(b"\r\n")
+        assert connect[0] == b"CONNECT 127.0.0.1:%d HTTP/1.1" % srv.port
+        assert PROXY_AUTH in connect
+        # Inside the tunnel: origin-form requests, and the proxy's password stays outside.
+        assert all(r.startswith(f"POST {PATH} HTTP/1.1".encode()) for r in srv.requests)
+        assert not any(b"Proxy-Authorization" in r for r in srv.requests)
+
+
+async def test_proxy_refusal_and_absence_are_connect_errors() -> None:
+    async with serve(answer_each(OK)) as srv, tunnel_proxy() as proxy:
+        async with client(srv, scheme="https", proxy=proxy.url("squid:wrong@")) as c:
+            with pytest.raises(ConnectError) as refused:
+                await c.post()
+        assert "HTTP 407" in str(refused.value) and "password" in str(refused.value)
+        assert not refused.value.sent and "wrong" not in str(refused.value)
+        assert srv.requests == []
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        gone = s.getsockname()[1]
+    http = HttpClient(f"https://127.0.0.1:9{PATH}", proxy=f"http://u:pw@127.0.0.1:{gone}")
+    try:
+        with pytest.raises(ConnectError, match=r"^proxy: .*refused") as down:
+            await http.post(FORM, timeout=2.0)
+    finally:
+        await http.aclose()
+    assert not down.value.sent
+
+
+async def test_plain_http_through_a_proxy_uses_the_absolute_url() -> None:
+    # The "proxy" here answers itself: what matters is the request line and the credentials.
+    async with serve(answer_each(OK)) as proxy:
+        http = HttpClient(
+            f"http://zammad.example:3000{PATH}",
+            proxy=f"http://squid:pr0xy-s3cret@127.0.0.1:{proxy.port}",
+        )
+        try:
+            assert (await http.post(FORM, timeout=2.0)).status == 200
+        finally:
+            await http.aclose()
+    lines = proxy.requests[0].split(b"\r\n")
+    assert lines[0] == f"POST http://zammad.example:3000{PATH} HTTP/1.1".encode()
+    assert b"Host: zammad.example:3000" in lines and PROXY_AUTH in lines
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://proxy:3128", "http://"),
+        ("socks5://proxy:1080", "http://"),
+        ("http://u:secretpw@proxy:3128/path", "without a path"),
+        ("http://u:secretpw@:3128", "no host"),
+    ],
+)
+def test_unusable_proxy_urls_are_refused_without_the_password(url: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why) as info:
+        Proxy.parse(url)
+    assert "secretpw" not in str(info.value)
