@@ -90,6 +90,14 @@ class ZammadConfig:
     def display_url(self) -> str:
         return redact_url(self.url.get())
 
+    @property
+    def display_proxy(self) -> str | None:
+        """``http://host:port`` of the proxy, without its credentials."""
+        if self.proxy is None:
+            return None
+        parts = urllib.parse.urlsplit(self.proxy.get())
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
 
 @dataclass(frozen=True)
 class PbxConfig:

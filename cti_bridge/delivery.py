@@ -228,6 +228,7 @@ class Delivery:
         return {
             "state": self._state,
             "url": self._cfg.display_url,
+            "proxy": self._cfg.display_proxy,
             "last_error": self.last_error,
             "last_ok_at": self.last_ok_at,
             "posted": self.posted,

@@ -229,7 +229,8 @@ def _zammad_line(zammad: Mapping[str, Any]) -> str:
         return UNKNOWN
     text = str(zammad.get("state") or UNKNOWN)
     if zammad.get("url"):
-        text += f" ({_clean(zammad['url'])})"
+        via = f" via proxy {_clean(zammad['proxy'])}" if zammad.get("proxy") else ""
+        text += f" ({_clean(zammad['url'])}{via})"
     if zammad.get("last_error") and zammad.get("state") != "ok":
         text += f": {_clean(zammad['last_error'])}"
     return text

@@ -296,7 +296,7 @@ async def check_endpoint(cfg: ZammadConfig) -> tuple[bool, str]:
     Zammad checks the token before the direction, so ``direction=check`` gets 422 "Invalid
     'direction'" with a valid token and 401 with a wrong one, and no call log row is written.
     """
-    where = cfg.display_url
+    where = cfg.display_url + (f" via proxy {cfg.display_proxy}" if cfg.proxy else "")
     try:
         answer = await send_once(cfg, CHECK_EVENT)
     except ZammadRejected as exc:

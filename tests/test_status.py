@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from cti_bridge.config import Secret, ZammadConfig
 from cti_bridge.status import (
     EXIT_UNAVAILABLE,
     StatusServer,
@@ -233,6 +234,18 @@ def test_format_sparse_and_degraded() -> None:
     assert lines[3] == "Spool    42 pending (oldest 1 h 1 min), 2 dead"
     assert lines[4] == "AGI      127.0.0.1:4573, 5 requests (reject ?, dial ?, none ?), 2 timeouts"
     assert lines[5] == "Uptime   59 s"
+
+
+def test_format_names_the_proxy_without_its_credentials() -> None:
+    cfg = ZammadConfig(
+        url=Secret("https://zammad.example/api/v1/cti/t0ken"),
+        proxy=Secret("http://squid:pr0xy-pw@proxy.lan:3128"),
+    )
+    zammad = {"state": "ok", "url": cfg.display_url, "proxy": cfg.display_proxy}
+    text = format_status({"zammad": zammad})
+    want = "Zammad   ok (https://zammad.example/api/v1/cti/*** via proxy http://proxy.lan:3128)"
+    assert want in text.splitlines()
+    assert "pr0xy-pw" not in text and "squid" not in text
 
 
 def test_format_agi_off() -> None:
