@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,8 @@ log = logging.getLogger("cti_bridge")
 TICK_INTERVAL = 0.2
 STOP_GRACE = 5.0
 READY_GRACE = 20.0  # READY=1 at the first AMI login, or after this long without one
+STAGE_RETRY = 1.0  # seconds between tries to write held events when the spool failed
+MAX_STAGED = 200_000  # CTI events held in memory while the spool cannot be written
 
 
 class Daemon:
@@ -71,20 +74,53 @@ class Daemon:
         self._resync_mark: int | None = None
         self._was_connected = False
         self._staged: list[CtiEvent] = []
+        self._stage_retry: asyncio.TimerHandle | None = None
+        self._stage_failing = False
 
     # ------------------------------------------------------------------ AMI -> tracker -> outbox
 
     def _on_ami_event(self, event: Mapping[str, str]) -> None:
         out = self.tracker.feed(event)
         if out:
-            if not self._staged:
+            if not self._staged and self._stage_retry is None:
                 asyncio.get_running_loop().call_soon(self._commit_staged)
             self._staged += out
 
     def _commit_staged(self) -> None:
-        if self._staged:
-            staged, self._staged = self._staged, []
+        """Commit the staged events; if the spool cannot be written, keep them and retry.
+
+        A spool locked by ``cti-bridge spool`` beyond the busy timeout, or a full disk, must
+        not cost the events the tracker has already produced (AMI will not send them again).
+        """
+        if self._stage_retry is not None:
+            self._stage_retry.cancel()
+            self._stage_retry = None
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, []
+        try:
             self._submit(staged)
+        except (sqlite3.Error, OSError) as exc:
+            self._staged[:0] = staged
+            dropped = len(self._staged) - MAX_STAGED
+            if dropped > 0:
+                del self._staged[:dropped]
+                log.error("spool unwritable: %d oldest CTI event(s) dropped from memory", dropped)
+            if not self._stage_failing:
+                log.error(
+                    "cannot write %d CTI event(s) to the spool (%s); keeping them in memory, "
+                    "retrying every %.0f s",
+                    len(self._staged),
+                    exc,
+                    STAGE_RETRY,
+                )
+            self._stage_failing = True
+            loop = asyncio.get_running_loop()
+            self._stage_retry = loop.call_later(STAGE_RETRY, self._commit_staged)
+            return
+        if self._stage_failing:
+            self._stage_failing = False
+            log.warning("spool writable again: %d held CTI event(s) written", len(staged))
 
     def _on_resync(self, channels: list[dict[str, str]]) -> None:
         out = self.tracker.resync(channels, since=self._resync_mark)
@@ -98,8 +134,8 @@ class Daemon:
             self._dispatch(out)
 
     def _dispatch(self, events: list[CtiEvent]) -> None:
+        self._staged += events  # behind anything staged: each call's events keep their order
         self._commit_staged()
-        self._submit(events)
 
     def _submit(self, events: list[CtiEvent]) -> None:
         ids = self.delivery.submit_many(events)
@@ -285,10 +321,12 @@ class Daemon:
         await self.ami.stop()
         if self.agi is not None:
             await self.agi.stop()
+        self._staged += self.tracker.flush()
         self._commit_staged()
-        out = self.tracker.flush()
-        if out:
-            self.delivery.submit_many(out)
+        if self._stage_retry is not None:
+            self._stage_retry.cancel()
+            self._stage_retry = None
+            log.error("spool unwritable at exit: %d CTI event(s) lost", len(self._staged))
         for task in [*self._tasks, *self._bg]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._bg, return_exceptions=True)

@@ -7,11 +7,14 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from cti_bridge.config import Config, parse_config
 from cti_bridge.daemon import Daemon
@@ -190,6 +193,36 @@ async def test_without_the_agi_hook_a_rejected_caller_is_hung_up_over_ami(
                 other_id = other[2]["Linkedid"]
                 await until(lambda: "hangup" in zammad.stored(other_id))
                 assert len(ami.hangups) == 1
+
+
+async def test_an_unwritable_spool_holds_events_until_it_recovers(
+    tmp_path: Path, corpus_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = lab(corpus_dir, "pjsip_in_group_answered")
+    want = expected_for(events)
+    async with FakeAmi() as ami:
+        with FakeZammad() as zammad:
+            cfg = parse_config(make_config(tmp_path, ami, zammad.url()))
+            async with running(cfg) as daemon:
+                await ami.wait_login()
+                real = daemon.outbox.put_many
+                failures = 3
+
+                def flaky(*args: Any, **kw: Any) -> list[int]:
+                    nonlocal failures
+                    if failures:
+                        failures -= 1
+                        raise sqlite3.OperationalError("disk I/O error")
+                    return real(*args, **kw)
+
+                daemon.outbox.put_many = flaky  # type: ignore[method-assign]
+                for ev in events:
+                    await ami.send_event(ev)
+                for call_id, ctis in want.items():
+                    names = [c["event"] for c in ctis]
+                    await until(lambda c=call_id, n=names: zammad.stored(c) == n)
+                assert failures == 0
+    assert "cannot write" in caplog.text and "spool writable again" in caplog.text
 
 
 async def test_agi_rejects_a_blocked_caller_before_anything_rings(
