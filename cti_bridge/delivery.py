@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -445,7 +446,13 @@ class Delivery:
             self._ack_timer = None
         if self._acks:
             ids, self._acks = self._acks, []
-            self._outbox.ack_many(ids)
+            try:
+                self._outbox.ack_many(ids)
+            except (sqlite3.Error, OSError) as exc:
+                # Kept for the next flush; lost only if the daemon stops first, and then the
+                # events are posted again after the restart (at least once).
+                self._acks[:0] = ids
+                log.error("cannot record %d delivered event(s) in the spool: %s", len(ids), exc)
 
     def _on_error(self, cid: str, call: _Call, row: Row, err: ZammadError, dt: float) -> None:
         name = row.name
