@@ -551,32 +551,46 @@ async def test_closed_client_refuses_and_closes_idle_sockets() -> None:
             await http.post(FORM, timeout=2.0)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.binary(max_size=3000),
     cuts=st.lists(st.integers(1, 700), max_size=8),
     segment=st.integers(1, 600),
+    framing=st.sampled_from(["chunked", "length", "close"]),
+    cap=st.sampled_from([1000, 64 * 1024]),
 )
-def test_chunked_round_trip(body: bytes, cuts: list[int], segment: int) -> None:
-    pieces, rest = [], body
-    for n in cuts:
-        pieces.append(rest[:n])
-        rest = rest[n:]
-    pieces = [p for p in [*pieces, rest] if p]
-    framed = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
-    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + framed
+def test_any_framing_and_segmentation_round_trips(
+    body: bytes, cuts: list[int], segment: int, framing: str, cap: int
+) -> None:
+    if framing == "chunked":
+        pieces, rest = [], body
+        for n in cuts:
+            pieces.append(rest[:n])
+            rest = rest[n:]
+        pieces = [p for p in [*pieces, rest] if p]
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+        answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + framed
+    elif framing == "length":
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    else:
+        answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body
+    # Close-delimited: at exactly the cap the client cannot know whether more was coming.
+    cut = len(body) >= cap if framing == "close" else len(body) > cap
 
     async def handler(peer: Peer) -> None:
         while await peer.request() is not None:
             for i in range(0, len(answer), segment):  # arbitrary TCP segment boundaries
                 await peer.send(answer[i : i + segment])
+            if framing == "close":
+                break
 
     async def run() -> None:
-        async with serve(handler) as srv, client(srv) as c:
+        async with serve(handler) as srv, client(srv, max_response_bytes=cap) as c:
             for _ in range(2):
                 resp = await c.post()
-                assert resp.body == body and not resp.truncated
-        assert srv.connections == 1
+                assert resp.body == body[:cap] and resp.truncated == cut
+        reused = framing != "close" and not cut
+        assert srv.connections == (1 if reused else 2)
 
     asyncio.run(run())
 
