@@ -472,19 +472,25 @@ def test_header_injection_is_refused_when_built(name: str, value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "why"),
+    ("parse", "url", "why", "hidden"),
     [
-        ("ftp://host/x", "http:// or https://"),
-        ("http:///x", "no host"),
-        ("http://host:99999/x", "port"),
-        ("http://user:pw@host/x", "credentials"),
-        ("http://host/a b", "spaces or control"),
+        (Origin.parse, "ftp://host/x", "http:// or https://", "host/"),
+        (Origin.parse, "http:///x", "no host", "///"),
+        (Origin.parse, "http://host:99999/x", "port", "host"),
+        (Origin.parse, "http://user:pw@host/x", "credentials", "user:pw"),
+        (Origin.parse, "http://host/a b", "spaces or control", "a b"),
+        (Proxy.parse, "https://proxy:3128", "http://", "proxy:3128"),
+        (Proxy.parse, "socks5://proxy:1080", "http://", "proxy"),
+        (Proxy.parse, "http://u:secretpw@proxy:3128/path", "without a path", "secretpw"),
+        (Proxy.parse, "http://u:secretpw@:3128", "no host", "secretpw"),
     ],
 )
-def test_unusable_urls_are_refused_without_echoing_them(url: str, why: str) -> None:
+def test_unusable_urls_are_refused_without_echoing_them(
+    parse: Callable[[str], object], url: str, why: str, hidden: str
+) -> None:
     with pytest.raises(ValueError, match=why) as info:
-        Origin.parse(url)
-    assert "host/" not in str(info.value)
+        parse(url)
+    assert hidden not in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -787,18 +793,3 @@ async def test_plain_http_through_a_proxy_uses_the_absolute_url() -> None:
     lines = proxy.requests[0].split(b"\r\n")
     assert lines[0] == f"POST http://zammad.example:3000{PATH} HTTP/1.1".encode()
     assert b"Host: zammad.example:3000" in lines and PROXY_AUTH in lines
-
-
-@pytest.mark.parametrize(
-    ("url", "why"),
-    [
-        ("https://proxy:3128", "http://"),
-        ("socks5://proxy:1080", "http://"),
-        ("http://u:secretpw@proxy:3128/path", "without a path"),
-        ("http://u:secretpw@:3128", "no host"),
-    ],
-)
-def test_unusable_proxy_urls_are_refused_without_the_password(url: str, why: str) -> None:
-    with pytest.raises(ValueError, match=why) as info:
-        Proxy.parse(url)
-    assert "secretpw" not in str(info.value)
