@@ -108,298 +108,149 @@ def _ext(value: str) -> str:
     return PHONES.get(value, value)
 
 
+Call = list[tuple[str, dict[str, str]]]
+
+
+def answered(frm: str, to: str, by: str, direction: str = "in", **newcall: str) -> Call:
+    """newCall, answer by ``by``, hangup normalClearing: the shape of most calls below."""
+    return [
+        ("newCall", {"from": frm, "to": to, "direction": direction, **newcall}),
+        ("answer", {"answeringNumber": by}),
+        ("hangup", {"cause": "normalClearing"}),
+    ]
+
+
+def unanswered(frm: str, to: str, cause: str, direction: str = "in", **newcall: str) -> Call:
+    return [
+        ("newCall", {"from": frm, "to": to, "direction": direction, **newcall}),
+        ("hangup", {"cause": cause}),
+    ]
+
+
 # file -> list of expected calls, in the order their newCall is posted; each call is a list of
 # (event, fields). Numbers are as Zammad gets them (digits, no "+"); extensions stand for the
 # phones of README section 2. Optional transfer answers (README: "(answer{...})") are allowed
 # but not required: see OPTIONAL_ANSWERS.
 X = "31260010001"
-CACO: dict[str, list[list[tuple[str, dict[str, str]]]]] = {
+CACO: dict[str, list[Call]] = {
     "simple/ab_success_a_hangup.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in", "users": "202"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", "202", "202", users="202"),
     ],
     "simple/ab_success_twoclients.json": [
-        [
-            ("newCall", {"from": X, "to": "31150010001", "direction": "out"}),
-            ("answer", {"answeringNumber": "31150010001"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [
-            ("newCall", {"from": X, "to": "31150010001", "direction": "in", "users": "201"}),
-            ("answer", {"answeringNumber": "201"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered(X, "31150010001", "31150010001", direction="out"),
+        answered(X, "31150010001", "201", users="201"),
     ],
     "simple/ab_reject.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in", "users": "202"}),
-            ("hangup", {"cause": "busy"}),
-        ],
+        unanswered("201", "202", "busy", users="202"),
     ],
     "simple/ab_a_cancel.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in", "users": "202"}),
-            ("hangup", {"cause": "cancel"}),
-        ],
+        unanswered("201", "202", "cancel", users="202"),
     ],
     "simple/ab_callgroup.json": [
-        [
-            ("newCall", {"from": "201", "to": "401", "direction": "in", "users": "202,203"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", "401", "202", users="202,203"),
     ],
     "simple/a_created_no_answer.json": [
         # Policy: nothing was dialled and the caller left; no answer, not normalClearing.
-        [
-            ("newCall", {"from": "31150010001", "to": "31150010004", "direction": "in"}),
-            ("hangup", {"cause": "noAnswer|cancel"}),
-        ],
+        unanswered("31150010001", "31150010004", "noAnswer|cancel"),
     ],
     "queue/queue_simple.json": [
-        [
-            ("newCall", {"from": "31150010001", "to": "31150010004", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("31150010001", "31150010004", "202"),
     ],
     "queue/queue_a_cancel.json": [
         # The recorder filtered QueueCallerJoin: the queue name only arrives with the
         # abandon, after newCall was posted, so it cannot be on newCall here.
-        [
-            ("newCall", {"from": "31150010001", "to": "31150010004", "direction": "in"}),
-            ("hangup", {"cause": "cancel"}),
-        ],
+        unanswered("31150010001", "31150010004", "cancel"),
     ],
     "queue/queue_attn_xfer.json": [
-        [
-            ("newCall", {"from": X, "to": "31150010001", "direction": "in", "users": "201"}),
-            ("answer", {"answeringNumber": "201"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered(X, "31150010001", "201", users="201"),
+        answered("201", "202", "202"),
     ],
     "xfer_attended/xfer_abacbc.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [
-            ("newCall", {"from": "201", "to": "203", "direction": "in"}),
-            ("answer", {"answeringNumber": "203"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", "202", "202"),
+        answered("201", "203", "203"),
     ],
     "xfer_attended/xfer_abbcac.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [
-            ("newCall", {"from": "202", "to": "203", "direction": "in"}),
-            ("answer", {"answeringNumber": "203"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", "202", "202"),
+        answered("202", "203", "203"),
     ],
     "xfer_attended/xfer_abbcac_anon.json": [
-        [
-            ("newCall", {"from": "anonymous", "to": "31150010001", "direction": "in"}),
-            ("answer", {"answeringNumber": "201"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [
-            ("newCall", {"from": "201", "to": "203", "direction": "in"}),
-            ("answer", {"answeringNumber": "203"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("anonymous", "31150010001", "201"),
+        answered("201", "203", "203"),
     ],
     "xfer_blind/xfer_blind_abbcac.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", "202", "202"),
     ],
     "xfer_blind/xfer_blind_abacbc.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", "202", "202"),
     ],
     "xfer_blind/xfer_blind_a_no_answer.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", "202", "202"),
     ],
     "xfer_blind/xfer_blind_group.json": [
-        [
-            ("newCall", {"from": X, "to": "31150010001", "direction": "in", "users": "201"}),
-            ("answer", {"answeringNumber": "201"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered(X, "31150010001", "201", users="201"),
     ],
     "xfer_blind/xfer_blind_reject.json": [
         # The call was answered before the failed transfer: the issue's rule "answered ->
         # normalClearing" decides (cacofonisk reports no-answer here).
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", "202", "202"),
     ],
     "xfer_blonde/xfer_blonde_abacbc.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [("newCall", {"from": "201", "to": "203", "direction": "in"}), ("hangup", {"cause": "*"})],
+        answered("201", "202", "202"),
+        unanswered("201", "203", "*"),
     ],
     "xfer_blonde/xfer_blonde_abbcac.json": [
-        [
-            ("newCall", {"from": X, "to": "31150010001", "direction": "in", "users": "201"}),
-            ("answer", {"answeringNumber": "201"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [("newCall", {"from": "201", "to": "202", "direction": "in"}), ("hangup", {"cause": "*"})],
+        answered(X, "31150010001", "201", users="201"),
+        unanswered("201", "202", "*"),
     ],
     "xfer_blonde/xfer_blonde_group_a.json": [
-        [
-            ("newCall", {"from": "201", "to": X, "direction": "out", "users": "201"}),
-            ("answer", {"answeringNumber": X}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [("newCall", {"from": "201", "to": "401", "direction": "in"}), ("hangup", {"cause": "*"})],
+        answered("201", X, X, direction="out", users="201"),
+        unanswered("201", "401", "*"),
     ],
     "xfer_blonde/xfer_blonde_reject.json": [
         # As xfer_blind_reject: answered first, so normalClearing (cacofonisk: busy).
-        [
-            ("newCall", {"from": X, "to": "31150010001", "direction": "in", "users": "201"}),
-            ("answer", {"answeringNumber": "201"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in"}),
-            ("hangup", {"cause": "busy"}),
-        ],
+        answered(X, "31150010001", "201", users="201"),
+        unanswered("201", "202", "busy"),
     ],
     "xfer_misc/call_forwarding.json": [
-        [
-            ("newCall", {"from": X, "to": "31150010001", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered(X, "31150010001", "202"),
     ],
     "xfer_misc/sip_pickup.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in", "users": "202"}),
-            ("answer", {"answeringNumber": "203"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", "202", "203", users="202"),
     ],
     "mobile/simple_mobile.json": [
-        [
-            (
-                "newCall",
-                {"from": "31150010001", "to": "31150010004", "direction": "in", "users": ""},
-            ),
-            ("answer", {"answeringNumber": X}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("31150010001", "31150010004", X, users=""),
     ],
     "mobile/acceptance_simple.json": [
-        [
-            (
-                "newCall",
-                {"from": "31150010001", "to": "31150010004", "direction": "in", "users": ""},
-            ),
-            ("answer", {"answeringNumber": X}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("31150010001", "31150010004", X, users=""),
     ],
     "mobile/acceptance_reject.json": [
-        [
-            ("newCall", {"from": "31150010003", "to": X, "direction": "in", "users": ""}),
-            ("hangup", {"cause": "noAnswer"}),
-        ],
+        unanswered("31150010003", X, "noAnswer", users=""),
     ],
     "mobile/acceptance_group_pickup.json": [
-        [
-            ("newCall", {"from": "31150010003", "to": X, "direction": "in", "users": ""}),
-            ("answer", {"answeringNumber": "31150010001"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("31150010003", X, "31150010001", users=""),
     ],
     "originate/ctd-account-account.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", "202", "202"),
     ],
     "originate/ctd-account-world.json": [
-        [
-            ("newCall", {"from": "201", "to": X, "direction": "out", "users": "201"}),
-            ("answer", {"answeringNumber": X}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", X, X, direction="out", users="201"),
     ],
     "originate/ctd-account-world-deny-a.json": [],
     "originate/cmn-world-world-unaccepted.json": [],
     "originate/cmn-world-world.json": [
-        [
-            ("newCall", {"from": X, "to": "31150010001", "direction": "out", "users": ""}),
-            ("answer", {"answeringNumber": "31150010001"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered(X, "31150010001", "31150010001", direction="out", users=""),
     ],
     "originate/ctd-account-account-xfer-attn-abbcac.json": [
-        [
-            ("newCall", {"from": "201", "to": "202", "direction": "in"}),
-            ("answer", {"answeringNumber": "202"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [
-            ("newCall", {"from": "202", "to": "203", "direction": "in"}),
-            ("answer", {"answeringNumber": "203"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", "202", "202"),
+        answered("202", "203", "203"),
     ],
     "originate/ctd-account-world-xfer-attn-abacbc.json": [
-        [
-            ("newCall", {"from": "201", "to": X, "direction": "out", "users": "201"}),
-            ("answer", {"answeringNumber": X}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [
-            ("newCall", {"from": "201", "to": "203", "direction": "in"}),
-            ("answer", {"answeringNumber": "203"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered("201", X, X, direction="out", users="201"),
+        answered("201", "203", "203"),
     ],
     "var_set/user_events.json": [
-        [
-            ("newCall", {"from": X, "to": "31150010001", "direction": "out"}),
-            ("answer", {"answeringNumber": "31150010001"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
-        [
-            ("newCall", {"from": X, "to": "31150010001", "direction": "in", "users": "201"}),
-            ("answer", {"answeringNumber": "201"}),
-            ("hangup", {"cause": "normalClearing"}),
-        ],
+        answered(X, "31150010001", "31150010001", direction="out"),
+        answered(X, "31150010001", "201", users="201"),
     ],
 }
 
