@@ -112,7 +112,7 @@ class AmiClient:
         self._wanted = DEFAULT_WANTED_EVENTS if wanted_events is None else wanted_events
         self._login_retry = login_retry_interval
         self._resync_timeout = resync_timeout or max(cfg.ping_timeout, 10.0)
-        self._stats = ProtoStats()
+        self.stats = ProtoStats()  # counters of every connection: they survive reconnects
         self._rlog = RateLimitedLog(log)
         self._mgr: _Manager | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -139,10 +139,6 @@ class AmiClient:
         return self._since
 
     @property
-    def last_event_at(self) -> float | None:
-        return self._stats.last_event_at
-
-    @property
     def login_failed(self) -> bool:
         return self._login_failed
 
@@ -151,43 +147,23 @@ class AmiClient:
         return self._last_error
 
     @property
-    def events_read(self) -> int:
-        return self._stats.events_read
-
-    @property
-    def events_filtered(self) -> int:
-        return self._stats.events_filtered
-
-    @property
-    def frames_malformed(self) -> int:
-        return self._stats.frames_malformed
-
-    @property
-    def frames_oversized(self) -> int:
-        return self._stats.frames_oversized
-
-    @property
-    def callback_errors(self) -> int:
-        return self._stats.callback_errors
-
-    @property
     def reconnects(self) -> int:
         """Successful logins after the first one."""
         return max(self._logins - 1, 0)
 
     def snapshot(self) -> dict[str, Any]:
-        last = self._stats.last_event_at
+        last = self.stats.last_event_at
         return {
             "connected": self.connected,
             "since": self._since,
             "last_event_age_s": None if last is None else round(time.time() - last, 3),
             "login_failed": self._login_failed,
             "last_error": self._last_error,
-            "events_read": self.events_read,
-            "events_filtered": self.events_filtered,
-            "frames_malformed": self.frames_malformed,
-            "frames_oversized": self.frames_oversized,
-            "callback_errors": self.callback_errors,
+            "events_read": self.stats.events_read,
+            "events_filtered": self.stats.events_filtered,
+            "frames_malformed": self.stats.frames_malformed,
+            "frames_oversized": self.stats.frames_oversized,
+            "callback_errors": self.stats.callback_errors,
             "reconnects": self.reconnects,
         }
 
@@ -199,7 +175,7 @@ class AmiClient:
         factory = functools.partial(
             LeanAMIProtocol,
             sink=self._deliver,
-            stats=self._stats,
+            stats=self.stats,
             wanted=self._wanted,
             rlog=self._rlog,
         )
@@ -352,7 +328,7 @@ class AmiClient:
         try:
             self._on_event(event)
         except Exception as exc:
-            self._stats.callback_errors += 1
+            self.stats.callback_errors += 1
             self._rlog(
                 f"callback:{type(exc).__name__}",
                 logging.ERROR,
@@ -480,7 +456,7 @@ class AmiClient:
         try:
             self._on_resync(channels)
         except Exception:
-            self._stats.callback_errors += 1
+            self.stats.callback_errors += 1
             log.exception("AMI resync handler failed")
 
     async def _watch(self) -> None:
@@ -496,7 +472,7 @@ class AmiClient:
                 resp = await self._request({"Action": "Ping"}, cfg.ping_timeout)
                 if resp is not None or proto is not mgr.protocol or not self.connected:
                     continue
-                last = self._stats.last_event_at
+                last = self.stats.last_event_at
                 if last is not None and time.time() - last < cfg.ping_timeout:
                     # Events are still arriving: the Pong is queued behind them (a flood we
                     # are slow to read), the link is not half-open. Dropping it would lose

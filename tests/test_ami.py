@@ -79,11 +79,11 @@ async def test_login_and_events_arrive_in_order_as_plain_dicts(server: FakeAmi) 
         assert states[0] == {"Event": "Newstate", "Privilege": "call,all", "Uniqueid": "1.0"}
         assert rec.named("FullyBooted"), "the post-login FullyBooted is an event too"
         assert not rec.named("VarSet")
-        assert client.events_filtered >= 50
-        assert client.events_read == len(rec.events)
+        assert client.stats.events_filtered >= 50
+        assert client.stats.events_read == len(rec.events)
         snap = client.snapshot()
         assert snap["connected"] is True and 0 <= snap["last_event_age_s"] < 5
-        assert snap["events_filtered"] == client.events_filtered
+        assert snap["events_filtered"] == client.stats.events_filtered
 
 
 async def test_wanted_events_are_configurable(server: FakeAmi) -> None:
@@ -226,7 +226,7 @@ async def test_utf8_character_split_across_reads(server: FakeAmi) -> None:
         await server.send_raw(data, split_at=[crlf, first_u + 1, second_u + 1])
         await rec.wait(lambda: rec.named("Newchannel"))
         assert rec.named("Newchannel")[0]["CallerIDName"] == "Jürgen Müller"
-        assert client.frames_malformed == 0
+        assert client.stats.frames_malformed == 0
 
 
 async def test_raising_callback_does_not_kill_the_connection(
@@ -245,7 +245,7 @@ async def test_raising_callback_does_not_kill_the_connection(
             await server.send_event({"Event": "Newchannel", "Uniqueid": "boom"})
         await server.send_event({"Event": "Newchannel", "Uniqueid": "ok"})
         await rec.wait(lambda: rec.named("Newchannel"))
-        assert client.callback_errors == 3
+        assert client.stats.callback_errors == 3
         assert client.connected and client.reconnects == 0
         assert server.logins_ok == 1
     assert caplog.text.count("AMI event handler failed") == 1, "rate-limited per kind"

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -46,6 +47,20 @@ async def link() -> AsyncIterator[Link]:
     await server.stop()
 
 
+async def send_and_settle(link: Link, data: bytes, *, together: bool = False, **kw: Any) -> None:
+    """Send raw bytes, then a marker event; return once the client has taken the marker.
+
+    ``together``: in the same write as the marker (one read on the client side).
+    """
+    server, _, rec = link
+    if together:
+        await server.send_raw(data + marker_event("next"), **kw)
+    else:
+        await server.send_raw(data, **kw)
+        await server.send_raw(marker_event("next"))
+    await rec.wait_marker("next")
+
+
 def _buffer_len(client: AmiClient) -> int:
     mgr = client._mgr
     assert mgr is not None and mgr.protocol is not None
@@ -53,29 +68,27 @@ def _buffer_len(client: AmiClient) -> int:
 
 
 async def test_line_without_colon_keeps_the_rest_of_the_event(link: Link) -> None:
-    server, client, rec = link
-    await server.send_raw(b"Event: Hangup\r\nthis line has no colon\r\nUniqueid: 1.1\r\n\r\n")
-    await server.send_raw(marker_event("next"))
-    await rec.wait_marker("next")
+    _, client, rec = link
+    await send_and_settle(link, b"Event: Hangup\r\nthis line has no colon\r\nUniqueid: 1.1\r\n\r\n")
     assert rec.named("Hangup") == [{"Event": "Hangup", "Uniqueid": "1.1"}]
-    assert client.frames_malformed == 1
+    assert client.stats.frames_malformed == 1
     assert client.connected
 
 
 async def test_garbage_frames_without_event_or_response_are_dropped(link: Link) -> None:
-    server, client, rec = link
+    _, client, rec = link
     before = len(rec.events)
-    await server.send_raw(b"garbage\r\nmore garbage\r\n\r\nFoo: bar\r\nBaz: 1\r\n\r\n\r\n\r\n")
-    await server.send_raw(marker_event("next"))
-    await rec.wait_marker("next")
+    await send_and_settle(
+        link, b"garbage\r\nmore garbage\r\n\r\nFoo: bar\r\nBaz: 1\r\n\r\n\r\n\r\n"
+    )
     assert len(rec.events) == before + 1
-    assert client.frames_malformed == 2
+    assert client.stats.frames_malformed == 2
 
 
 async def test_one_megabyte_header_value_is_dropped_and_memory_stays_bounded(
     link: Link, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server, client, rec = link
+    _, client, rec = link
     huge = b"Event: Newchannel\r\nCallerIDName: " + b"A" * (1 << 20) + b"\r\nUniqueid: 2.2\r\n\r\n"
     peak = 0
 
@@ -87,11 +100,9 @@ async def test_one_megabyte_header_value_is_dropped_and_memory_stays_bounded(
 
     watcher = asyncio.create_task(watch())
     # In pieces, so the client sees the frame grow across many reads.
-    await server.send_raw(huge, split_at=range(8192, len(huge), 65536), pause=0.001)
-    await server.send_raw(marker_event("next"))
-    await rec.wait_marker("next")
+    await send_and_settle(link, huge, split_at=range(8192, len(huge), 65536), pause=0.001)
     watcher.cancel()
-    assert client.frames_oversized == 1
+    assert client.stats.frames_oversized == 1
     assert not rec.named("Newchannel")
     assert all(len(v) < DEFAULT_MAX_FRAME for e in rec.events for v in e.values())
     assert peak <= DEFAULT_MAX_FRAME
@@ -101,46 +112,42 @@ async def test_one_megabyte_header_value_is_dropped_and_memory_stays_bounded(
 
 
 async def test_oversized_frame_in_one_read_is_dropped(link: Link) -> None:
-    server, client, rec = link
+    _, client, rec = link
     big = frame({"Event": "Newchannel", "CallerIDName": "B" * (DEFAULT_MAX_FRAME + 10)})
-    await server.send_raw(big + marker_event("next"))
-    await rec.wait_marker("next")
-    assert client.frames_oversized == 1
+    await send_and_settle(link, big, together=True)
+    assert client.stats.frames_oversized == 1
     assert not rec.named("Newchannel")
 
 
 async def test_invalid_utf8_becomes_replacement_characters(link: Link) -> None:
-    server, _client, rec = link
-    await server.send_raw(
-        b"Event: Newchannel\r\nCallerIDName: M\xfcller \xff\xfe\r\nUniqueid: 3\r\n\r\n"
+    _, _, rec = link
+    await send_and_settle(
+        link, b"Event: Newchannel\r\nCallerIDName: M\xfcller \xff\xfe\r\nUniqueid: 3\r\n\r\n"
     )
-    await server.send_raw(marker_event("next"))
-    await rec.wait_marker("next")
     (ev,) = rec.named("Newchannel")
     assert ev["CallerIDName"] == "M\ufffdller \ufffd\ufffd"
     assert ev["Uniqueid"] == "3"
 
 
 async def test_nul_bytes_are_removed(link: Link) -> None:
-    server, _client, rec = link
-    await server.send_raw(b"Event: Newchannel\r\nCallerIDName: a\x00b\r\nUni\x00queid: 4\r\n\r\n")
-    await server.send_raw(marker_event("next"))
-    await rec.wait_marker("next")
+    _, _, rec = link
+    await send_and_settle(
+        link, b"Event: Newchannel\r\nCallerIDName: a\x00b\r\nUni\x00queid: 4\r\n\r\n"
+    )
     assert rec.named("Newchannel") == [
         {"Event": "Newchannel", "CallerIDName": "ab", "Uniqueid": "4"}
     ]
 
 
 async def test_ten_thousand_unknown_events_are_filtered(link: Link) -> None:
-    server, client, rec = link
-    before = client.events_filtered
+    _, client, rec = link
+    before = client.stats.events_filtered
     blob = b"".join(
         frame({"Event": f"Unknown{i % 7}", "Privilege": "dialplan,all", "N": str(i)})
         for i in range(10_000)
     )
-    await server.send_raw(blob + marker_event("next"))
-    await rec.wait_marker("next")
-    assert client.events_filtered - before == 10_000
+    await send_and_settle(link, blob, together=True)
+    assert client.stats.events_filtered - before == 10_000
     assert not any(e["Event"].startswith("Unknown") for e in rec.events)
 
 
@@ -154,41 +161,36 @@ async def test_frame_cut_by_disconnect_is_not_half_delivered(link: Link) -> None
     await server.send_raw(marker_event("after"))
     await rec.wait_marker("after")
     assert not rec.named("Hangup")
-    assert client.frames_malformed == 1
+    assert client.stats.frames_malformed == 1
 
 
 async def test_event_storm_for_one_channel(link: Link) -> None:
-    server, client, rec = link
+    _, client, rec = link
     per_kind = 5_000
     parts = []
     for i in range(per_kind):
         parts.append(frame({"Event": "Newstate", "Channel": "PJSIP/x-1", "Seq": str(i)}))
         parts.append(frame({"Event": "VarSet", "Channel": "PJSIP/x-1", "Value": str(i)}))
-    read_before, filtered_before = client.events_read, client.events_filtered
-    await server.send_raw(b"".join(parts) + marker_event("next"))
-    await rec.wait_marker("next")
+    read_before, filtered_before = client.stats.events_read, client.stats.events_filtered
+    await send_and_settle(link, b"".join(parts), together=True)
     seqs = [int(e["Seq"]) for e in rec.named("Newstate")]
     assert seqs == list(range(per_kind))
-    assert client.events_read - read_before == per_kind + 1
-    assert client.events_filtered - filtered_before == per_kind
+    assert client.stats.events_read - read_before == per_kind + 1
+    assert client.stats.events_filtered - filtered_before == per_kind
 
 
 async def test_bare_lf_and_extra_blank_lines_are_tolerated(link: Link) -> None:
-    server, client, rec = link
-    await server.send_raw(
-        b"Event: Newchannel\nUniqueid: 6\n\n\n\r\n\r\nEvent: Hangup\nUniqueid: 6\n\n"
+    _, client, rec = link
+    await send_and_settle(
+        link, b"Event: Newchannel\nUniqueid: 6\n\n\n\r\n\r\nEvent: Hangup\nUniqueid: 6\n\n"
     )
-    await server.send_raw(marker_event("next"))
-    await rec.wait_marker("next")
     assert [e["Event"] for e in rec.events[-3:]] == ["Newchannel", "Hangup", "UserEvent"]
-    assert client.frames_malformed == 0
+    assert client.stats.frames_malformed == 0
 
 
 async def test_unsolicited_response_is_ignored(link: Link) -> None:
-    server, client, rec = link
-    await server.send_raw(b"Response: Success\r\nActionID: not-ours\r\nMessage: hi\r\n\r\n")
-    await server.send_raw(marker_event("next"))
-    await rec.wait_marker("next")
+    _, client, rec = link
+    await send_and_settle(link, b"Response: Success\r\nActionID: not-ours\r\nMessage: hi\r\n\r\n")
     assert not [e for e in rec.events if "Response" in e]
     assert client.connected
 
