@@ -104,6 +104,15 @@ def assert_calls(
     assert_once(z, allow_refused_newcall=allow_refused_newcall)
 
 
+def expect_calls(
+    z: FakeZammad, expected: list[list[Expected]], timeout: float = 30.0
+) -> list[CallLog]:
+    """Wait for as many finished calls as expected, check them in order; the calls."""
+    calls = wait_hangups(z, len(expected), timeout)
+    assert_calls(z, calls, expected)
+    return calls
+
+
 def assert_once(z: FakeZammad, *, allow_refused_newcall: bool = False) -> None:
     """Every event stored once: no duplicate accepted, and no request refused.
 

@@ -7,7 +7,7 @@ import pytest
 from tests.support.fake_zammad import CallLog, FakeZammad
 
 from .conftest import DaemonFactory
-from .expect import answer, assert_calls, describe, hangup, new_call, wait_hangups
+from .expect import answer, assert_calls, describe, expect_calls, hangup, new_call, wait_hangups
 from .lab import Daemon, Lab, TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -29,6 +29,14 @@ def answered_in(frm: str, to: str = ALICE_DID) -> list[dict[str, object]]:
         answer("in", user="Alice Agent", answeringNumber="101"),
         hangup("in", "normalClearing"),
     ]
+
+
+def answered_call_up(lab: Lab, zammad: FakeZammad, caller: str) -> None:
+    """A call from ``caller`` to Alice, answered, its answer stored in Zammad; it stays up."""
+    lab.set_mode("alice", "answer")
+    h = lab.call(ALICE_DID, caller, talk=60)
+    assert lab.originate_response(h)["Response"] == "Success"
+    assert zammad.wait_for(lambda z: any("answer" in z.stored(c) for c in z.calls()), 10)
 
 
 def test_zammad_down_during_calls_then_back(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad):
@@ -95,18 +103,14 @@ def test_ami_cut_while_call_ends(
     clean_lab: Lab, start_daemon: DaemonFactory, zammad: FakeZammad, ami_proxy: TcpProxy
 ):
     daemon = start_daemon(zammad, ami_port=ami_proxy.port)
-    clean_lab.set_mode("alice", "answer")
-    h = clean_lab.call(ALICE_DID, "491710000041", talk=60)
-    assert clean_lab.originate_response(h)["Response"] == "Success"
-    assert zammad.wait_for(lambda z: any("answer" in z.stored(c) for c in z.calls()), 10)
+    answered_call_up(clean_lab, zammad, "491710000041")
     since = daemon.wait_ready()["ami"]["since"]
     ami_proxy.cut()
     clean_lab.hangup_all()  # the call ends unseen
     clean_lab.wait_idle()
     ami_proxy.restore()
     daemon.wait_status(lambda d: d["ami"]["connected"] and d["ami"]["since"] != since)
-    calls = wait_hangups(zammad, 1)
-    assert_calls(zammad, calls, [answered_in("491710000041")])
+    expect_calls(zammad, [answered_in("491710000041")])
 
 
 def test_pbx_restart_daemon_reconnects(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad):
@@ -116,8 +120,7 @@ def test_pbx_restart_daemon_reconnects(clean_lab: Lab, daemon: Daemon, zammad: F
     clean_lab.set_mode("alice", "answer")
     h = clean_lab.call(ALICE_DID, "491710000051", talk=1)
     assert clean_lab.originate_response(h)["Response"] == "Success"
-    calls = wait_hangups(zammad, 1)
-    assert_calls(zammad, calls, [answered_in("491710000051")])
+    expect_calls(zammad, [answered_in("491710000051")])
 
 
 @pytest.mark.zammad(blocked=("491710000081",))
@@ -134,8 +137,7 @@ def test_slow_zammad_fails_open_and_late_reject_is_not_applied(
     h = clean_lab.call(ALICE_DID, "491710000081", talk=4)
     assert clean_lab.originate_response(h)["Response"] == "Success"
     assert [a["Target"] for a in clean_lab.arrivals(h.mark)] == ["alice"]
-    calls = wait_hangups(zammad, 1)
-    assert_calls(zammad, calls, [answered_in("491710000081")])
+    expect_calls(zammad, [answered_in("491710000081")])
     # The caller ended the call (its BYE: HangupRequest), nobody cut it (AMI Hangup action:
     # SoftHangupRequest first).
     ends = [
@@ -151,10 +153,7 @@ def test_call_ends_while_daemon_is_down(clean_lab: Lab, daemon: Daemon, zammad: 
     """The daemon is killed during an answered call that ends before it is back: the call's
     hangup is still posted after the restart (the spool holds an open call the PBX no longer
     has)."""
-    clean_lab.set_mode("alice", "answer")
-    h = clean_lab.call(ALICE_DID, "491710000033", talk=60)
-    assert clean_lab.originate_response(h)["Response"] == "Success"
-    assert zammad.wait_for(lambda z: any("answer" in z.stored(c) for c in z.calls()), 10)
+    answered_call_up(clean_lab, zammad, "491710000033")
     # Kill only once the answer is acknowledged in the spool: a kill between Zammad storing it
     # and the daemon's ack re-sends it (at-least-once; tested elsewhere).
     daemon.wait_status(lambda d: d["spool"]["pending"] == 0)
@@ -163,8 +162,7 @@ def test_call_ends_while_daemon_is_down(clean_lab: Lab, daemon: Daemon, zammad: 
     clean_lab.wait_idle()
     daemon.start()
     daemon.wait_ready()
-    calls = wait_hangups(zammad, 1, timeout=8)
-    assert_calls(zammad, calls, [answered_in("491710000033")])
+    expect_calls(zammad, [answered_in("491710000033")], timeout=8)
 
 
 def test_whole_call_during_ami_cut(
@@ -193,13 +191,9 @@ def test_whole_call_during_ami_cut(
 def test_pbx_restart_during_call_closes_it(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad):
     """``core restart now`` drops an answered call: after reconnecting, the daemon closes it
     with one hangup."""
-    clean_lab.set_mode("alice", "answer")
-    h = clean_lab.call(ALICE_DID, "491710000052", talk=60)
-    assert clean_lab.originate_response(h)["Response"] == "Success"
-    assert zammad.wait_for(lambda z: any("answer" in z.stored(c) for c in z.calls()), 10)
+    answered_call_up(clean_lab, zammad, "491710000052")
     since = daemon.wait_ready()["ami"]["since"]
     clean_lab.restart_pbx()
     clean_lab.hangup_all()  # the world's half of the dropped call
     daemon.wait_status(lambda d: d["ami"]["connected"] and d["ami"]["since"] != since, 30)
-    calls = wait_hangups(zammad, 1, timeout=10)
-    assert_calls(zammad, calls, [answered_in("491710000052")])
+    expect_calls(zammad, [answered_in("491710000052")], timeout=10)
