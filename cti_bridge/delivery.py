@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 
 State = Literal["ok", "down", "rejected"]
 Observer = Callable[[str, str, float], None]
-ACK_DELAY = 0.0  # seconds an ack may wait for a transaction to ride in (0: this loop pass)
 """``observer(event_name, result, latency_s)``; result is one of RESULTS."""
 RESULTS = ("ok", "reject", "dial", "duplicate", "unavailable", "rejected", "failed", "dead")
 
@@ -122,7 +121,7 @@ class Delivery:
         self.dead = 0
         self.in_flight = 0
         self._acks: list[int] = []
-        self._ack_timer: asyncio.TimerHandle | None = None
+        self._ack_flush_due = False  # a _flush_acks is scheduled for this loop pass
 
     # -- public API --------------------------------------------------------------------------
 
@@ -431,8 +430,9 @@ class Delivery:
         # an ack lost to a crash means a repeated post, and a repeated hangup can turn a missed
         # call into a handled one in Zammad (see README, Limits).
         self._acks.append(row.id)
-        if self._ack_timer is None:
-            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._flush_acks)
+        if not self._ack_flush_due:
+            self._ack_flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush_acks)
         call.rows.popleft()
         self._forget(row, answer)
         self.posted += 1
@@ -441,9 +441,7 @@ class Delivery:
         self._reschedule(cid, call)
 
     def _flush_acks(self) -> None:
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
+        self._ack_flush_due = False
         if self._acks:
             ids, self._acks = self._acks, []
             try:
