@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cti_bridge.calls.trace import read_trace  # noqa: E402
+from cti_bridge.calls.tracker import CallRules, CallTracker  # noqa: E402
 from cti_bridge.events import CtiEvent  # noqa: E402
-from cti_bridge.trace import read_trace  # noqa: E402
-from cti_bridge.tracker import CallRules, CallTracker  # noqa: E402
 
 CORPUS = Path(os.environ.get("CTI_BRIDGE_CORPUS", ROOT.parent / "shared" / "corpus"))
 

@@ -3,7 +3,7 @@
 Builds a wire stream from the lab-pjsip corpus (every event kept, noise included: VarSet,
 TestEvent, Newexten, DeviceStateChange...), repeated with rewritten ids to >= 200,000 events,
 then feeds it in random 4-64 KiB chunks to:
-  (a) cti_bridge._amiproto.LeanAMIProtocol.data_received (default wanted set),
+  (a) cti_bridge.ami.protocol.LeanAMIProtocol.data_received (default wanted set),
   (b) a minimal parser (incremental split on CRLF CRLF + one dict per frame): the floor,
   (c) panoramisk 1.4's AMIProtocol.data_received (Message per frame, no callbacks),
   (d) end to end: the fake AMI server streams the bytes over loopback TCP to an AmiClient.
@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from panoramisk.ami_protocol import AMIProtocol  # noqa: E402
 
-from cti_bridge._amiproto import LeanAMIProtocol, ProtoStats  # noqa: E402
-from cti_bridge.ami import AmiClient  # noqa: E402
+from cti_bridge.ami.client import AmiClient  # noqa: E402
+from cti_bridge.ami.protocol import LeanAMIProtocol, ProtoStats  # noqa: E402
 from cti_bridge.config import AmiConfig, Secret  # noqa: E402
 from tests.support.fake_ami import FakeAmi, frame  # noqa: E402
 
@@ -180,7 +180,7 @@ def main() -> None:
         f"Python {sys.version.split()[0]}"
     )
     rows = [
-        ("(a) lean protocol (cti_bridge._amiproto)", run_lean),
+        ("(a) lean protocol (cti_bridge.ami.protocol)", run_lean),
         ("(b) minimal split+dict parser (floor)", run_minimal),
         ("(c) panoramisk 1.4 AMIProtocol", run_panoramisk),
     ]

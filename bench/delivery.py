@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cti_bridge.config import Secret, ZammadConfig  # noqa: E402
-from cti_bridge.delivery import Delivery  # noqa: E402
-from cti_bridge.outbox import Outbox  # noqa: E402
-from cti_bridge.zammad import ZammadClient  # noqa: E402
+from cti_bridge.outbox.store import Outbox  # noqa: E402
+from cti_bridge.zammad.client import ZammadClient  # noqa: E402
+from cti_bridge.zammad.delivery import Delivery  # noqa: E402
 from tests.support.fake_zammad import call_events  # noqa: E402
 
 TOKEN = "bench-token"

@@ -45,10 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _stream import CallCopy, Stream, chunks, interleave, load_traces  # noqa: E402
 
+from cti_bridge.calls.tracker import CallRules  # noqa: E402
 from cti_bridge.config import load_config  # noqa: E402
 from cti_bridge.events import CtiEvent  # noqa: E402
-from cti_bridge.status import fetch_status  # noqa: E402
-from cti_bridge.tracker import CallRules  # noqa: E402
+from cti_bridge.service.status import fetch_status  # noqa: E402
 from tests.support.fake_ami import FakeAmi  # noqa: E402
 
 TOKEN = "benchtoken"

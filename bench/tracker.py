@@ -27,11 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cti_bridge._amiproto import DEFAULT_WANTED_EVENTS  # noqa: E402
-from cti_bridge.trace import read_trace  # noqa: E402
-from cti_bridge.tracker import CallRules, CallTracker  # noqa: E402
+from cti_bridge.ami.protocol import DEFAULT_WANTED_EVENTS  # noqa: E402
+from cti_bridge.calls.trace import read_trace  # noqa: E402
+from cti_bridge.calls.tracker import CallRules, CallTracker  # noqa: E402
+from tests.calls.test_corpus import LAB_RULES  # noqa: E402
 from tests.support.relabel import relabel  # noqa: E402
-from tests.test_tracker_corpus import LAB_RULES  # noqa: E402
 
 CORPUS = Path(os.environ.get("CTI_BRIDGE_CORPUS", ROOT.parent / "shared" / "corpus"))
 TARGET = 200_000  # AMI events/s on one core

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from cti_bridge import config as config_mod
-from cti_bridge._amiproto import DEFAULT_WANTED_EVENTS
-from cti_bridge.agi import AgiDecision, AgiRequest, AgiServer
+from cti_bridge.agi.server import AgiDecision, AgiRequest, AgiServer
+from cti_bridge.ami.protocol import DEFAULT_WANTED_EVENTS
 from cti_bridge.config import (
     DEFAULT_CONFIG_PATH,
     AgiConfig,
@@ -334,7 +334,7 @@ def _readme_commands() -> list[tuple[list[str], list[str]]]:
 def test_readme_commands_exist_with_their_options() -> None:
     from typer.testing import CliRunner
 
-    from cti_bridge.cli import app
+    from cti_bridge.cli.app import app
 
     rows = _readme_commands()
     assert {" ".join(sub) for sub, _ in rows} >= {

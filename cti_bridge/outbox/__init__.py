@@ -1,0 +1,5 @@
+"""The outbox: CTI events in (committed before any post), rows out to the delivery, in id order.
+
+``store`` is the SQLite file and its transactions; ``admin`` is what ``cti-bridge spool``
+(list, retry, purge) does with it from a second process while the daemon runs.
+"""

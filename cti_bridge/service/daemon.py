@@ -1,0 +1,346 @@
+"""Wiring and lifecycle of ``cti-bridge run``.
+
+Data flows one way: AMI -> tracker -> outbox -> Zammad. Zammad's decisions come back only
+through the FastAGI hook (and, best effort, as an AMI Hangup for calls without the hook).
+The AMI callback is synchronous and cheap: it feeds the pure tracker and stages what comes out;
+the staged CTI events are committed to the outbox in one transaction once the current AMI read
+has been parsed (``loop.call_soon``: the same loop pass, well under a millisecond later). A
+commit per event cost a fifth of the daemon's CPU under load; a crash inside that window loses
+no more than the AMI bytes still unread in the socket would. Every other producer (resync, the
+ticker, FastAGI) commits the staged events first, so a call's events keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+import sqlite3
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from cti_bridge import __version__
+from cti_bridge.agi.server import NONE, AgiDecision, AgiRequest, AgiServer
+from cti_bridge.ami.client import AmiClient
+from cti_bridge.calls.tracker import IN, OUT, CallRules, CallTracker
+from cti_bridge.config import Config
+from cti_bridge.events import CtiEvent
+from cti_bridge.outbox.store import Outbox
+from cti_bridge.service.metrics import Metrics
+from cti_bridge.service.sdnotify import Notifier
+from cti_bridge.service.status import StatusServer
+from cti_bridge.zammad.client import ZammadAnswer, ZammadClient
+from cti_bridge.zammad.delivery import Delivery
+
+log = logging.getLogger("cti_bridge")
+
+TICK_INTERVAL = 0.2
+STOP_GRACE = 5.0
+READY_GRACE = 20.0  # READY=1 at the first AMI login, or after this long without one
+STAGE_RETRY = 1.0  # seconds between tries to write held events when the spool failed
+MAX_STAGED = 200_000  # CTI events held in memory while the spool cannot be written
+
+
+class Daemon:
+    """One running bridge: owns every component and their order of start and stop."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.started = time.time()
+        self.tracker = CallTracker(CallRules.from_config(cfg), clock=time.monotonic)
+        self.outbox = Outbox(cfg.spool.path, background_checkpoint=True)
+        self.client = ZammadClient(cfg.zammad)
+        self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.metrics.listen else None
+        self.delivery = Delivery(
+            self.outbox,
+            self.client,
+            cfg.zammad,
+            observer=self.metrics.observe_post if self.metrics else None,
+        )
+        self.ami = AmiClient(
+            cfg.ami, self._on_ami_event, on_resync=self._on_resync, on_state=self._on_ami_state
+        )
+        self.agi = AgiServer(cfg.agi, self._decide) if cfg.agi.listen else None
+        self.status_server = StatusServer(cfg.status.socket, self.snapshot)
+        self.notifier = Notifier.from_env()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._bg: set[asyncio.Task[Any]] = set()
+        self._ready_sent = False
+        self._last_status = ""
+        self._resync_mark: int | None = None
+        self._was_connected = False
+        self._staged: list[CtiEvent] = []
+        self._stage_retry: asyncio.TimerHandle | None = None
+        self._stage_failing = False
+
+    # ------------------------------------------------------------------ AMI -> tracker -> outbox
+
+    def _on_ami_event(self, event: Mapping[str, str]) -> None:
+        out = self.tracker.feed(event)
+        if out:
+            if not self._staged and self._stage_retry is None:
+                asyncio.get_running_loop().call_soon(self._commit_staged)
+            self._staged += out
+
+    def _commit_staged(self) -> None:
+        """Commit the staged events; if the spool cannot be written, keep them and retry.
+
+        A spool locked by ``cti-bridge spool`` beyond the busy timeout, or a full disk, must
+        not cost the events the tracker has already produced (AMI will not send them again).
+        """
+        if self._stage_retry is not None:
+            self._stage_retry.cancel()
+            self._stage_retry = None
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, []
+        try:
+            self._submit(staged)
+        except (sqlite3.Error, OSError) as exc:
+            self._staged[:0] = staged
+            dropped = len(self._staged) - MAX_STAGED
+            if dropped > 0:
+                del self._staged[:dropped]
+                log.error("spool unwritable: %d oldest CTI event(s) dropped from memory", dropped)
+            if not self._stage_failing:
+                log.error(
+                    "cannot write %d CTI event(s) to the spool (%s); keeping them in memory, "
+                    "retrying every %.0f s",
+                    len(self._staged),
+                    exc,
+                    STAGE_RETRY,
+                )
+            self._stage_failing = True
+            loop = asyncio.get_running_loop()
+            self._stage_retry = loop.call_later(STAGE_RETRY, self._commit_staged)
+            return
+        if self._stage_failing:
+            self._stage_failing = False
+            log.warning("spool writable again: %d held CTI event(s) written", len(staged))
+
+    def _on_resync(self, channels: list[dict[str, str]]) -> None:
+        out = self.tracker.resync(channels, since=self._resync_mark)
+        log.info(
+            "AMI resync: %d channel(s) on the PBX, %d call(s) tracked, %d event(s) from resync",
+            len(channels),
+            self.tracker.active_calls,
+            len(out),
+        )
+        if out:
+            self._dispatch(out)
+
+    def _dispatch(self, events: list[CtiEvent]) -> None:
+        self._staged += events  # behind anything staged: each call's events keep their order
+        self._commit_staged()
+
+    def _submit(self, events: list[CtiEvent]) -> None:
+        ids = self.delivery.submit_many(events)
+        for rid, ev in zip(ids, events, strict=False):
+            name = ev.get("event")
+            if name == "hangup":
+                log.info(
+                    "call %s %s from %s to %s: %s",
+                    ev.get("callId"),
+                    ev.get("direction"),
+                    ev.get("from"),
+                    ev.get("to"),
+                    ev.get("cause"),
+                )
+            elif name == "newCall" and ev.get("direction") == IN:
+                # Calls without the FastAGI hook: a reject can only be applied over AMI.
+                self.delivery.watch_answer(
+                    rid, functools.partial(self._on_answer, ev), max(self.cfg.agi.timeout, 5.0)
+                )
+
+    def _on_answer(self, event: CtiEvent, answer: ZammadAnswer) -> None:
+        if answer.action == "reject":
+            self._spawn(self._ami_reject(event))
+
+    async def _ami_reject(self, event: CtiEvent) -> None:
+        channel = self.tracker.root_channel(str(event.get("callId", "")))
+        if channel is None:
+            return
+        ok = await self.ami.hangup(channel, 17)
+        log.info(
+            "call %s: Zammad rejected the caller; AMI Hangup of %s %s (best effort, no AGI hook)",
+            event.get("callId"),
+            channel,
+            "done" if ok else "failed",
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _ticker(self) -> None:
+        while not self._stop.is_set():
+            out = self.tracker.tick(time.monotonic())
+            if out:
+                self._dispatch(out)
+            await asyncio.sleep(TICK_INTERVAL)
+
+    # ------------------------------------------------------------------ FastAGI decisions
+
+    async def _decide(self, request: AgiRequest) -> AgiDecision:
+        event = self.tracker.agi_newcall(
+            channel=request.channel,
+            linkedid=request.linkedid,
+            callerid=request.callerid,
+            calleridname=request.calleridname,
+            callingpres=request.callingpres,
+            context=request.context,
+            to=request.to,
+            queue=request.queue,
+        )
+        if event is None:
+            return NONE
+        self._commit_staged()
+        answer = await self.delivery.submit_and_wait(event, self.cfg.agi.timeout)
+        if answer is None:
+            return NONE
+        if answer.action == "reject" and event["direction"] == IN:
+            log.info("call %s: Zammad rejects caller %s", event["callId"], event["from"])
+            return AgiDecision("reject")
+        if answer.action == "dial" and event["direction"] == OUT and answer.caller_id:
+            log.info("call %s: Zammad sets caller id %s", event["callId"], answer.caller_id)
+            return AgiDecision("dial", answer.caller_id)
+        return NONE
+
+    # ------------------------------------------------------------------ state
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.time()
+        zammad = self.delivery.status()
+        return {
+            "version": __version__,
+            "uptime_s": round(now - self.started, 1),
+            "ami": self.ami.snapshot(),
+            "zammad": zammad,
+            "calls": {
+                "active": self.tracker.active_calls,
+                "channels": len(self.tracker.channels),
+                "events_seen": self.tracker.events_seen,
+                "tracker_errors": self.tracker.errors,
+            },
+            "spool": {
+                "path": self.cfg.spool.path,
+                "pending": zammad.get("pending"),
+                "oldest_age_s": zammad.get("oldest_age_s"),
+                "dead": self.outbox.count_dead(),
+            },
+            "agi": self.agi.snapshot() if self.agi else {"enabled": False},
+        }
+
+    def _status_line(self) -> str:
+        ami = (
+            "AMI connected"
+            if self.ami.connected
+            else "AMI " + (self.ami.last_error or "disconnected")
+        )
+        return f"{ami}; Zammad {self.delivery.state}; {self.tracker.active_calls} call(s)"
+
+    def _on_ami_state(self) -> None:
+        connected = self.ami.connected
+        if connected and not self._was_connected:
+            # Logged in: the resync listing is requested now; channels born later are newer.
+            self._resync_mark = self.tracker.mark()
+        self._was_connected = connected
+        if connected and not self._ready_sent:
+            self._ready_sent = True
+            self.notifier.ready(self._status_line())
+        self._update_status()
+
+    def _update_status(self) -> None:
+        line = self._status_line()
+        if line != self._last_status:
+            self._last_status = line
+            self.notifier.status(line)
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval()
+        started = time.monotonic()
+        while not self._stop.is_set():
+            if not self._ready_sent and time.monotonic() - started > READY_GRACE:
+                # The PBX is down at boot: report ready anyway, so that systemd does not kill
+                # and restart us in a loop while the outbox and the AGI hook are needed.
+                self._ready_sent = True
+                self.notifier.ready(self._status_line())
+                log.warning("AMI not logged in after %.0f s; running without it", READY_GRACE)
+            self._update_status()
+            if interval:
+                self.notifier.watchdog()
+            await asyncio.sleep(min(interval or 1.0, 1.0))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+        log.info(
+            "cti-bridge %s starting: AMI %s:%d, Zammad %s, AGI %s, spool %s",
+            __version__,
+            self.cfg.ami.host,
+            self.cfg.ami.port,
+            self.cfg.zammad.display_url,
+            self.cfg.agi.listen or "off",
+            self.cfg.spool.path,
+        )
+        pending = self.outbox.count()
+        if pending:
+            log.info("outbox holds %d event(s) from before: delivering them first", pending)
+        open_calls = self.outbox.open_calls()
+        if open_calls:
+            # Closed (hangup) at the first resync unless the PBX still lists them.
+            log.info("%d call(s) were open when the bridge last stopped", len(open_calls))
+            self.tracker.restore(open_calls)
+        await self.delivery.start()
+        await self.status_server.start()
+        if self.agi is not None:
+            await self.agi.start()
+        if self.metrics is not None:
+            self.metrics.start(self.cfg.metrics.listen)
+        await self.ami.start()
+        self._tasks = [
+            asyncio.ensure_future(self._ticker()),
+            asyncio.ensure_future(self._watchdog()),
+        ]
+        await self._stop.wait()
+        await self.shutdown()
+        return 0
+
+    async def shutdown(self) -> None:
+        log.info("stopping: no more AMI events; finishing posts in flight for %.0f s", STOP_GRACE)
+        self.notifier.stopping()
+        await self.ami.stop()
+        if self.agi is not None:
+            await self.agi.stop()
+        self._staged += self.tracker.flush()
+        self._commit_staged()
+        if self._stage_retry is not None:
+            self._stage_retry.cancel()
+            self._stage_retry = None
+            log.error("spool unwritable at exit: %d CTI event(s) lost", len(self._staged))
+        for task in [*self._tasks, *self._bg]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._bg, return_exceptions=True)
+        await self.delivery.stop(STOP_GRACE)
+        await self.client.aclose()
+        await self.status_server.stop()
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
+        left = self.outbox.count()
+        self.outbox.close()
+        self.notifier.close()
+        log.info("stopped; %d event(s) stay in the outbox for the next start", left)
+
+
+async def run_daemon(cfg: Config) -> int:
+    daemon = Daemon(cfg)
+    return await daemon.run()
