@@ -29,6 +29,7 @@ from .config import Config
 from .delivery import Delivery
 from .events import CtiEvent
 from .metrics import Metrics
+from .numbers import NumberPlan
 from .outbox import Outbox
 from .sdnotify import Notifier
 from .status import StatusServer
@@ -64,6 +65,7 @@ class Daemon:
             cfg.ami, self._on_ami_event, on_resync=self._on_resync, on_state=self._on_ami_state
         )
         self.agi = AgiServer(cfg.agi, self._decide) if cfg.agi.listen else None
+        self.numbers = NumberPlan(cfg.numbers)  # Zammad's caller ID on its way to Asterisk
         self.status_server = StatusServer(cfg.status.socket, self.snapshot)
         self.notifier = Notifier.from_env()
         self._stop = asyncio.Event()
@@ -207,8 +209,9 @@ class Daemon:
             log.info("call %s: Zammad rejects caller %s", event["callId"], event["from"])
             return AgiDecision("reject")
         if answer.action == "dial" and event["direction"] == OUT and answer.caller_id:
-            log.info("call %s: Zammad sets caller id %s", event["callId"], answer.caller_id)
-            return AgiDecision("dial", answer.caller_id)
+            caller_id = self.numbers.caller_id(answer.caller_id)
+            log.info("call %s: Zammad sets caller id %s", event["callId"], caller_id)
+            return AgiDecision("dial", caller_id)
         return NONE
 
     # ------------------------------------------------------------------ state
