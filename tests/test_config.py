@@ -77,6 +77,8 @@ def test_good_config_loads(tmp_path: Path) -> None:
             ('region = "DE"', 'region = "de"'),
             '[numbers] region: expected an uppercase ISO 3166 country code such as "DE"',
         ),
+        (('region = "DE"', 'region = "XX"'), "[numbers] region: expected an uppercase ISO 3166"),
+        (('region = "DE"', 'country_code = "49"'), "[numbers] country_code: unknown key"),
         (('"127.0.0.1:4573"', '"4573"'), "[agi] listen: expected host:port"),
         (('"127.0.0.1:4573"', '"0.0.0.0:4573"'), "[agi] allow: required when listen is not"),
         (("[numbers]", "[nmbers]"), "unknown section [nmbers]"),
