@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
+
 from ._http import Proxy
 
 DEFAULT_CONFIG_PATH = "/etc/cti-bridge/cti-bridge.toml"
@@ -111,9 +113,7 @@ class PbxConfig:
 
 @dataclass(frozen=True)
 class NumbersConfig:
-    country_code: str = ""
-    national_prefix: str = "0"
-    international_prefix: str = "00"
+    region: str | None = None  # ISO 3166 alpha-2, e.g. "DE": the PBX's numbering plan
 
 
 @dataclass(frozen=True)
@@ -230,10 +230,10 @@ def _string_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _digits(value: Any) -> str:
+def _region(value: Any) -> str:
     s = _string(value)
-    if s and not s.isdigit():
-        raise ValueError("expected digits only")
+    if s not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError('expected an uppercase ISO 3166 country code such as "DE"')
     return s
 
 
@@ -312,11 +312,7 @@ _SCHEMA: dict[str, dict[str, Check]] = {
         "max_call_duration": _duration,
         "max_calls": _positive_int,
     },
-    "numbers": {
-        "country_code": _digits,
-        "national_prefix": _digits,
-        "international_prefix": _digits,
-    },
+    "numbers": {"region": _region},
     "agi": {"listen": _listen, "timeout": _positive, "allow": _networks},
     "spool": {"path": _nonempty},
     "status": {"socket": _nonempty},

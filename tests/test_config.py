@@ -30,7 +30,7 @@ report_internal = true
 "101" = "Alice Agent"
 
 [numbers]
-country_code = "49"
+region = "DE"
 
 [agi]
 listen = "127.0.0.1:4573"
@@ -52,7 +52,7 @@ def test_good_config_loads(tmp_path: Path) -> None:
     assert cfg.pbx.trunk_endpoints == ("carrier", "voipgrid-siproute-*")
     assert cfg.pbx.report_internal is True
     assert cfg.users == {"101": "Alice Agent"}
-    assert cfg.numbers.country_code == "49"
+    assert cfg.numbers.region == "DE"
     assert cfg.agi.host_port == ("127.0.0.1", 4573)
     assert cfg.zammad.display_url == "https://zammad.example.com/api/v1/cti/***"
     assert TOKEN not in repr(cfg) and "amisecret" not in repr(cfg)
@@ -74,9 +74,11 @@ def test_good_config_loads(tmp_path: Path) -> None:
             "[pbx] trunk_endpoints: expected a list",
         ),
         (
-            ('country_code = "49"', 'country_code = "+49"'),
-            "[numbers] country_code: expected digits",
+            ('region = "DE"', 'region = "de"'),
+            '[numbers] region: expected an uppercase ISO 3166 country code such as "DE"',
         ),
+        (('region = "DE"', 'region = "XX"'), "[numbers] region: expected an uppercase ISO 3166"),
+        (('region = "DE"', 'country_code = "49"'), "[numbers] country_code: unknown key"),
         (('"127.0.0.1:4573"', '"4573"'), "[agi] listen: expected host:port"),
         (('"127.0.0.1:4573"', '"0.0.0.0:4573"'), "[agi] allow: required when listen is not"),
         (("[numbers]", "[nmbers]"), "unknown section [nmbers]"),

@@ -27,7 +27,8 @@ Outcome, always in the channel variable ``CTI_ACTION``:
 
 * ``reject``: ``EXEC Hangup 17`` (busy; PJSIP answers 486 and no phone rings).
 * ``dial``: ``CALLERID(num)`` set to Zammad's caller ID (``SET VARIABLE CALLERID(num)`` keeps the
-  name, unlike ``SET CALLERID``). A caller ID that is not ``+``/digits is ignored: ``none``.
+  name, unlike ``SET CALLERID``), as ``+`` and international digits when ``[numbers] region``
+  is set (``NumberPlan.caller_id``). A caller ID that is not ``+``/digits is ignored: ``none``.
 * ``none``: nothing changed. This is also the answer on a timeout (``[agi] timeout``), an error,
   or an unknown script: the bridge fails open and never holds a call up longer than the timeout.
   If the daemon is down, ``AGI()`` fails at once with ``AGISTATUS=FAILURE`` and the dialplan

@@ -28,6 +28,7 @@ from cti_bridge.ami.client import AmiClient
 from cti_bridge.calls.tracker import IN, OUT, CallRules, CallTracker
 from cti_bridge.config import Config
 from cti_bridge.events import CtiEvent
+from cti_bridge.numbers import NumberPlan
 from cti_bridge.outbox.store import Outbox
 from cti_bridge.service.metrics import Metrics
 from cti_bridge.service.sdnotify import Notifier
@@ -64,6 +65,7 @@ class Daemon:
             cfg.ami, self._on_ami_event, on_resync=self._on_resync, on_state=self._on_ami_state
         )
         self.agi = AgiServer(cfg.agi, self._decide) if cfg.agi.listen else None
+        self.numbers = NumberPlan(cfg.numbers)  # Zammad's caller ID on its way to Asterisk
         self.status_server = StatusServer(cfg.status.socket, self.snapshot)
         self.notifier = Notifier.from_env()
         self._stop = asyncio.Event()
@@ -207,8 +209,9 @@ class Daemon:
             log.info("call %s: Zammad rejects caller %s", event["callId"], event["from"])
             return AgiDecision("reject")
         if answer.action == "dial" and event["direction"] == OUT and answer.caller_id:
-            log.info("call %s: Zammad sets caller id %s", event["callId"], answer.caller_id)
-            return AgiDecision("dial", answer.caller_id)
+            caller_id = self.numbers.caller_id(answer.caller_id)
+            log.info("call %s: Zammad sets caller id %s", event["callId"], caller_id)
+            return AgiDecision("dial", caller_id)
         return NONE
 
     # ------------------------------------------------------------------ state
