@@ -267,9 +267,8 @@ def _proxy(value: Any) -> Secret:
         url = httpx.URL(s)
     except httpx.InvalidURL:
         raise ValueError(why) from None
-    if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/"):
-        raise ValueError(why)
-    if url.port is not None and not 0 < url.port < 65536:
+    bad_port = url.port is not None and not 0 < url.port < 65536
+    if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/") or bad_port:
         raise ValueError(why)
     return Secret(s)
 
