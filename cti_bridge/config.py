@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import phonenumbers
-
-from ._http import Proxy
 
 DEFAULT_CONFIG_PATH = "/etc/cti-bridge/cti-bridge.toml"
 CONFIG_ENV = "CTI_BRIDGE_CONFIG"
@@ -262,7 +261,14 @@ def _listen_required(value: Any) -> str:
 
 def _proxy(value: Any) -> Secret:
     s = _nonempty(value).strip()
-    Proxy.parse(s)  # the client's own parser; its ValueError texts never repeat the URL
+    why = "expected http://[user:password@]host:port (or https://), without a path"
+    try:  # the message never repeats the URL: it may hold the proxy's password
+        url = httpx.URL(s)
+    except httpx.InvalidURL:
+        raise ValueError(why) from None
+    bad_port = url.port is not None and not 0 < url.port < 65536
+    if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/") or bad_port:
+        raise ValueError(why)
     return Secret(s)
 
 

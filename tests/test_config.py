@@ -177,7 +177,7 @@ def test_proxy_is_checked_and_its_password_kept_secret(tmp_path: Path) -> None:
     # A proxy password makes the file a secret's holder even with the other secrets in files.
     shared = write(tmp_path, with_proxy, 0o644)
     assert any("readable by others" in w for w in load_config(shared).warnings)
-    bad = GOOD.replace(line, line + '\nproxy = "https://squid:pr0xy-pw@proxy.lan:3128"')
+    bad = GOOD.replace(line, line + '\nproxy = "socks5://squid:pr0xy-pw@proxy.lan:3128"')
     with pytest.raises(ConfigError, match=r"\[zammad\] proxy: .*http://") as info:
         load_config(write(tmp_path, bad))
     assert "pr0xy-pw" not in str(info.value)

@@ -1,35 +1,50 @@
 """HTTP client for Zammad's Generic CTI endpoint (``POST /api/v1/cti/<token>``).
 
-One :class:`~cti_bridge._http.HttpClient` (one keep-alive pool) posts form-encoded events and
-turns every outcome into either a typed :class:`ZammadAnswer` or a precise :class:`ZammadError`,
-so the delivery loop can decide what is safe to repeat (see ``zammad.delivery``). Facts about
-Zammad's answers come from /work/shared/docs/zammad-cti.md (controller checks, error
-humanisation, ``caller_id``).
+One ``httpx.AsyncClient`` (one keep-alive pool) per :class:`ZammadClient` posts form-encoded
+events and turns every outcome into either a typed :class:`ZammadAnswer` or a precise
+:class:`ZammadError`, so the delivery loop can decide what is safe to repeat (see
+``zammad.delivery``). Facts about Zammad's answers: docs/zammad-cti.md (status codes, error
+bodies, ``caller_id``).
 
 Why the details:
 - ``Accept: application/json``: without it Rails answers errors with its HTML 500 page.
 - Redirects are not followed: Zammad never redirects this route, so a 3xx means a wrong URL
   (http->https, a login page); following it could post the call log somewhere else.
-- Only the first ``MAX_BODY`` bytes of an answer are read: a hostile or broken server cannot make
-  the daemon buffer megabytes; ``Accept-Encoding: identity`` keeps that cap honest (no gzip bomb).
+- Only the first ``MAX_BODY`` bytes of an answer are read (streamed, then the connection is
+  closed, not pooled): a hostile or broken server cannot make the daemon buffer megabytes;
+  ``Accept-Encoding: identity`` and raw reads keep that cap honest (no gzip bomb).
 - No cookies: the token in the URL is the only credential; a Rails session must not ride along.
+- Never sent twice: httpcore resends a request only when its pooled connection turned out busy
+  or closed *before* anything was written (``ConnectionNotAvailable``); a failure after that is
+  raised, and mapped here to ``maybe_processed=True``. Zammad's call log is not idempotent.
 - The token is the URL's last path segment: no message built here contains the URL or the token,
-  and foreign texts (a redirect's Location) are scrubbed before they go anywhere.
+  httpx's exception texts are never used as they are (they may hold the URL or the peer's
+  address), and foreign texts (a redirect's Location) are scrubbed before they go anywhere.
+- Proxies: ``[zammad] proxy`` when set, else ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from
+  the environment (``trust_env``). HTTP/1.1 only (httpx's HTTP/2 stays off).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import http.cookiejar
 import json
 import logging
+import os
 import re
+import socket
 import ssl
 import urllib.parse
+import urllib.request
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 from urllib.parse import quote_plus
 
-from cti_bridge._http import ConnectError, HttpClient, HttpError, HttpTimeout
+import certifi
+import httpx
+
 from cti_bridge.config import ZammadConfig, redact_url
 from cti_bridge.events import CtiEvent, form_items
 
@@ -124,12 +139,95 @@ def _token_of(url: str) -> str:
     return path.rsplit("/", 1)[-1] if "/" in path else ""
 
 
-def ssl_verify(cfg: ZammadConfig) -> ssl.SSLContext | bool:
-    if not cfg.verify_tls:
-        return False
+def tls_context(cfg: ZammadConfig) -> ssl.SSLContext:
+    """The system's CA store by default, where an operator installs a company CA.
+
+    httpx alone would use certifi's bundle; certifi only when the system store looks empty (a
+    minimal container without the ca-certificates package). A store that only names a
+    directory loads lazily and looks empty too, which costs nothing worse than certifi's
+    public CAs. ``ca_bundle`` replaces both; ``verify_tls = false`` checks nothing.
+    """
     if cfg.ca_bundle:
         return ssl.create_default_context(cafile=cfg.ca_bundle)
-    return True
+    ctx = ssl.create_default_context()
+    if not ctx.cert_store_stats()["x509_ca"]:
+        ctx = ssl.create_default_context(cafile=certifi.where())
+    if not cfg.verify_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class _RefuseCookies(http.cookiejar.CookiePolicy):
+    """Keeps no cookie and sends none: the token is the only credential."""
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: urllib.request.Request) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: urllib.request.Request) -> bool:
+        return False
+
+
+# httpx logs every request with its URL at INFO and httpcore the peer at DEBUG: the URL holds
+# the token, so their lines stay off whatever level the daemon runs at.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+_TIMEOUT_PHASES: dict[type[httpx.TimeoutException], tuple[str, bool]] = {
+    httpx.PoolTimeout: ("pool", False),
+    httpx.ConnectTimeout: ("connect", False),
+    httpx.WriteTimeout: ("write", True),
+    httpx.ReadTimeout: ("read", True),
+}
+
+
+def _why(exc: BaseException) -> str:
+    """The root cause without the URL or peer address (both sit in httpx's exception texts)."""
+    seen: BaseException | None = exc
+    root = exc
+    while seen is not None:
+        root = seen
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(root, ssl.SSLCertVerificationError):
+        return f"TLS certificate: {root.verify_message}"
+    if isinstance(root, ssl.SSLError):
+        return f"TLS: {root.reason or type(root).__name__}"
+    if isinstance(root, socket.gaierror):
+        return f"name lookup: {root.strerror}"
+    if isinstance(root, OSError) and root.errno:  # its strerror may name the peer: not used
+        return os.strerror(root.errno)
+    return type(root).__name__
+
+
+def _unavailable(exc: httpx.TransportError, via_proxy: bool) -> ZammadUnavailable:
+    """Which failure, and whether the request may have reached Zammad (see the module doc)."""
+    if isinstance(exc, httpx.TimeoutException):
+        phase, sent = _TIMEOUT_PHASES.get(type(exc), ("read", True))
+        return ZammadUnavailable(f"timeout ({phase})", maybe_processed=sent)
+    proxy = "proxy: " if via_proxy else ""
+    if isinstance(exc, httpx.ProxyError):
+        # httpcore's text is the proxy's status line answering CONNECT.
+        m = re.match(r"\s*(\d{3})\b", str(exc))
+        hint = " (check the proxy's user and password)" if m and m.group(1) == "407" else ""
+        status = f": HTTP {m.group(1)}" if m else f": {_why(exc)}"
+        return ZammadUnavailable(f"proxy refused the tunnel{status}{hint}", maybe_processed=False)
+    if isinstance(exc, httpx.ConnectError):
+        return ZammadUnavailable(f"cannot connect: {proxy}{_why(exc)}", maybe_processed=False)
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return ZammadUnavailable("unsupported URL scheme", maybe_processed=False)
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return ZammadUnavailable(f"broken answer: {_scrub(_why(exc))}")
+    return ZammadUnavailable(f"connection failed: {type(exc).__name__} ({_why(exc)})")
 
 
 # Field names and most values (event, direction, cause, numbers of busy lines) repeat all day:
@@ -142,8 +240,38 @@ def form_body(event: CtiEvent) -> str:
     return "&".join(f"{_quote(k)}={_quote(v)}" for k, v in form_items(event))
 
 
+def _target(url: str) -> httpx.URL | None:
+    """The URL parsed once (httpx would parse it on every request), None if unusable."""
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    port_ok = target.port is None or 0 < target.port < 65536  # httpx lets 99999 through
+    return target if target.scheme in ("http", "https") and target.host and port_ok else None
+
+
+def _client(cfg: ZammadConfig, size: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        headers={
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+            "Content-Type": "application/x-www-form-urlencoded",
+            "User-Agent": "cti-bridge",
+        },
+        cookies=http.cookiejar.CookieJar(policy=_RefuseCookies()),
+        verify=tls_context(cfg),
+        timeout=httpx.Timeout(
+            connect=cfg.timeout, read=cfg.timeout, write=cfg.timeout, pool=cfg.timeout
+        ),
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        follow_redirects=False,
+        trust_env=True,  # HTTPS_PROXY/NO_PROXY; an explicit proxy replaces them all
+        proxy=cfg.proxy.get() if cfg.proxy is not None else None,
+    )
+
+
 class ZammadClient:
-    """Posts CTI events; safe to share between tasks (one connection pool)."""
+    """Posts CTI events; safe to share between tasks (one httpx connection pool)."""
 
     def __init__(self, cfg: ZammadConfig, *, max_connections: int | None = None) -> None:
         self._cfg = cfg
@@ -151,25 +279,19 @@ class ZammadClient:
         token = _token_of(self._url)
         if len(token) >= 4:  # a shorter "token" would scrub ordinary text to pieces
             _TOKENS.add(token)
-        self._http: HttpClient | None = None
+        self._http: httpx.AsyncClient | None = None
         self._unusable = ""
-        try:
-            self._http = HttpClient(
-                self._url,
-                headers={
-                    "Accept": "application/json",
-                    "Accept-Encoding": "identity",
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "User-Agent": "cti-bridge",
-                },
-                verify=ssl_verify(cfg),
-                max_connections=max_connections or cfg.concurrency + 4,
-                max_response_bytes=MAX_BODY,
-                proxy=cfg.proxy.get() if cfg.proxy is not None else None,
-            )
-        except ValueError as exc:  # config validation catches these; a hand-made config may not
-            self._unusable = f"unusable URL: {exc}"
         self._warned: set[str] = set()
+        self._target = _target(self._url)
+        if self._target is None:
+            self._unusable = "unusable URL: expected http(s)://host[:port]/api/v1/cti/<token>"
+            return
+        try:
+            self._http = _client(cfg, max_connections or cfg.concurrency + 4)
+        except (ValueError, ImportError, httpx.InvalidURL) as exc:
+            # A hand-made config or an odd *_PROXY variable (SOCKS needs an extra package).
+            # httpx's texts may echo the proxy URL with its password: only the kind is shown.
+            self._unusable = f"unusable proxy setting ({type(exc).__name__})"
 
     @property
     def display_url(self) -> str:
@@ -187,27 +309,18 @@ class ZammadClient:
 
     async def post(self, event: CtiEvent) -> ZammadAnswer:
         """Post one event; return Zammad's answer or raise a ZammadError subclass."""
-        if self._http is None:
+        if self._http is None or self._target is None:
             raise ZammadRejected(self._unusable)
         body = form_body(event).encode("ascii")  # quote_plus leaves only ASCII
         try:
-            resp = await self._http.post(body, timeout=self._cfg.timeout)
-        except HttpTimeout as exc:
-            raise ZammadUnavailable(f"timeout ({exc.phase})", maybe_processed=exc.sent) from None
-        except ConnectError as exc:
-            raise ZammadUnavailable(
-                f"cannot connect: {exc.reason}", maybe_processed=False
-            ) from None
-        except HttpError as exc:
-            raise ZammadUnavailable(_scrub(exc.reason), maybe_processed=exc.sent) from None
+            async with self._http.stream("POST", self._target, content=body) as resp:
+                raw = await _read_capped(resp)
+        except httpx.TransportError as exc:
+            raise _unavailable(exc, self._cfg.proxy is not None) from None
+        status = resp.status_code
         if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "%s of call %r: HTTP %d", event.get("event"), event.get("callId"), resp.status
-            )
-        location = resp.header(b"location")
-        return self._interpret(
-            resp.status, location.decode("latin-1") if location is not None else None, resp.body
-        )
+            log.debug("%s of call %r: HTTP %d", event.get("event"), event.get("callId"), status)
+        return self._interpret(status, resp.headers.get("location"), raw)
 
     def _interpret(self, status: int, location: str | None, raw: bytes) -> ZammadAnswer:
         doc = _json(raw)
@@ -263,6 +376,20 @@ class ZammadClient:
         else:
             self._warned.add(key)
             log.warning("%s", message)
+
+
+async def _read_capped(resp: httpx.Response) -> bytes:
+    """At most MAX_BODY bytes of the answer; leaving early makes httpx close the connection."""
+    chunks: list[bytes] = []
+    size = 0
+    raw = cast(AsyncGenerator[bytes, None], resp.aiter_raw())  # a generator: closed on leaving
+    async with contextlib.aclosing(raw) as stream:
+        async for chunk in stream:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BODY:
+                break
+    return b"".join(chunks)[:MAX_BODY]
 
 
 _NOT_JSON = object()

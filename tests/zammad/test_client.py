@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -25,8 +23,10 @@ from cti_bridge.zammad.client import (
     send_once,
 )
 from tests.support.fake_zammad import FakeZammad, call_events
+from tests.support.raw_http import answer_each, answer_then, ok, serve
 
 TOKEN = "Tok-4f9a8b7c6d"
+PATH = f"/api/v1/cti/{TOKEN}"
 
 
 def zcfg(url: str, **kw: Any) -> ZammadConfig:
@@ -56,9 +56,9 @@ async def test_form_encoding_and_headers(fake: FakeZammad, client: ZammadClient)
 
 async def test_accept_json_header_is_sent() -> None:
     # Without it Rails answers errors with HTML (docs/zammad-cti.md §1).
-    async with _raw_server(_ok(b"{}")) as (url, seen), ZammadClient(zcfg(url)) as c:
+    async with serve(answer_each(ok(b"{}"))) as srv, ZammadClient(zcfg(srv.url(PATH))) as c:
         await c.post(call_events("h")[0])
-    head = seen[0].lower()
+    head = srv.heads[0].lower()
     assert b"accept: application/json" in head
     assert b"content-type: application/x-www-form-urlencoded" in head
 
@@ -78,8 +78,8 @@ async def test_reject_and_dial(fake: FakeZammad, client: ZammadClient) -> None:
     ],
 )
 async def test_dial_accepts_both_spellings(body: bytes) -> None:
-    async with _raw_server(_ok(body)) as (url, _):
-        answer = await send_once(zcfg(url), call_events("d", direction="out")[0])
+    async with serve(answer_each(ok(body))) as srv:
+        answer = await send_once(zcfg(srv.url(PATH)), call_events("d", direction="out")[0])
     assert answer == ZammadAnswer("dial", caller_id="+4930123", number="0171")
 
 
@@ -104,8 +104,8 @@ async def test_hostile_caller_id_is_dropped(
 
     value = json.dumps(caller_id) if not isinstance(caller_id, str) else f'"{caller_id}"'
     body = b'{"action":"dial","caller_id":' + value.encode() + b',"number":"1"}'
-    async with _raw_server(_ok(body)) as (url, _):
-        answer = await send_once(zcfg(url), call_events("x", direction="out")[0])
+    async with serve(answer_each(ok(body))) as srv:
+        answer = await send_once(zcfg(srv.url(PATH)), call_events("x", direction="out")[0])
     assert answer == NO_ACTION
     assert "unusable caller_id" in caplog.text
     assert "\n" not in caplog.records[-1].getMessage()
@@ -116,14 +116,13 @@ async def test_hostile_caller_id_is_dropped(
     [b"<html>oops</html>", b'["a"]', b'{"action":"transfer"}', b"\xff\xfe", b"", b"null"],
 )
 async def test_unreadable_200_is_delivered(body: bytes) -> None:
-    async with _raw_server(_ok(body)) as (url, _):
-        assert await send_once(zcfg(url), call_events("g")[0]) == NO_ACTION
+    async with serve(answer_each(ok(body))) as srv:
+        assert await send_once(zcfg(srv.url(PATH)), call_events("g")[0]) == NO_ACTION
 
 
 async def test_unreadable_200_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    srv = _raw_server(_ok(b"<html>"), repeat=True)
-    async with srv as (url, _):
-        c = ZammadClient(zcfg(url))
+    async with serve(answer_each(ok(b"<html>"))) as srv:
+        c = ZammadClient(zcfg(srv.url(PATH)))
         for _ in range(3):
             await c.post(call_events("g")[0])
         await c.aclose()
@@ -145,10 +144,9 @@ async def test_body_read_stops_at_cap() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     chunk = b"%x\r\n%s\r\n" % (16384, b" " * 16384)
-    srv = _raw_server(head, endless=chunk)
-    async with srv as (url, _):
-        # Reading it whole would never finish: only a capped read returns an answer.
-        answer = await send_once(zcfg(url, timeout=2), call_events("s")[0])
+    async with serve(answer_then(head, pieces=chunk, count=2000)) as srv:
+        # Reading it whole would take 32 MB: only a capped read returns this early.
+        answer = await send_once(zcfg(srv.url(PATH), timeout=2), call_events("s")[0])
     assert answer == NO_ACTION
     assert srv.sent >= MAX_BODY
 
@@ -166,9 +164,9 @@ async def test_body_read_stops_at_cap() -> None:
 )
 async def test_status_classes(status: int, exc: type[Exception]) -> None:
     resp = b"HTTP/1.1 %d X\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\n<h1/>" % status
-    async with _raw_server(resp) as (url, _):
+    async with serve(answer_each(resp)) as srv:
         with pytest.raises(exc) as info:
-            await send_once(zcfg(url), call_events("e")[0])
+            await send_once(zcfg(srv.url(PATH)), call_events("e")[0])
     assert info.value.status_code == status  # type: ignore[attr-defined]
     assert info.value.error is None  # type: ignore[attr-defined]
 
@@ -190,9 +188,9 @@ async def test_zammad_errors_are_parsed(fake: FakeZammad, client: ZammadClient) 
 async def test_older_already_exists_wording() -> None:
     body = b'{"error":"Object already exists!"}'
     resp = b"HTTP/1.1 500 E\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-    async with _raw_server(resp) as (url, _):
+    async with serve(answer_each(resp)) as srv:
         with pytest.raises(ZammadUnavailable) as info:
-            await send_once(zcfg(url), call_events("o")[0])
+            await send_once(zcfg(srv.url(PATH)), call_events("o")[0])
     assert info.value.already_exists
 
 
@@ -253,70 +251,9 @@ async def test_check_endpoint(fake: FakeZammad) -> None:
 async def test_check_endpoint_older_wording() -> None:
     body = b'{"error":"Invalid direction!"}'
     resp = b"HTTP/1.1 422 U\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-    async with _raw_server(resp) as (url, _):
-        ok, _msg = await check_endpoint(zcfg(url))
+    async with serve(answer_each(resp)) as srv:
+        ok, _msg = await check_endpoint(zcfg(srv.url(PATH)))
     assert ok
-
-
-# -- a raw TCP responder for answers the fake does not model ------------------------------------
-
-
-def _ok(body: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
-        len(body),
-        body,
-    )
-
-
-class _raw_server:
-    """Answer each request on 127.0.0.1 with fixed bytes; collect the request heads."""
-
-    def __init__(self, response: bytes, *, repeat: bool = False, endless: bytes = b"") -> None:
-        self.response = response
-        self.repeat = repeat
-        self.endless = endless
-        self.seen: list[bytes] = []
-        self.sent = 0
-
-    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await r.readuntil(b"\r\n\r\n")
-                self.seen.append(head)
-                length = next(
-                    (
-                        int(line.split(b":")[1])
-                        for line in head.lower().split(b"\r\n")
-                        if line.startswith(b"content-length:")
-                    ),
-                    0,
-                )
-                await r.readexactly(length)
-                w.write(self.response)
-                await w.drain()
-                while self.endless:
-                    w.write(self.endless)
-                    await w.drain()
-                    self.sent += len(self.endless)
-                if not self.repeat:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            w.close()
-
-    async def __aenter__(self) -> tuple[str, list[bytes]]:
-        self.server = await asyncio.start_server(
-            self._handle, "127.0.0.1", 0, family=socket.AF_INET
-        )
-        port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/api/v1/cti/{TOKEN}", self.seen
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-        for t in asyncio.all_tasks():
-            if t.get_coro().__qualname__.startswith("_raw_server._handle"):  # type: ignore[union-attr]
-                t.cancel()
 
 
 # -- the fake's model of Zammad (the e2e tests and benches rely on it) --------------------------
