@@ -173,8 +173,10 @@ class DaemonProc:
             env["PYTHONPATH"] = os.pathsep.join(
                 filter(None, [self.extra_path, env.get("PYTHONPATH")])
             )
+        # ``python -m`` puts the working directory first on sys.path, ahead of PYTHONPATH.
+        cwd = self.extra_path or ROOT
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), cwd=ROOT, env=env
+            cmd, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), cwd=cwd, env=env
         )
 
     def _status(self) -> dict[str, str]:

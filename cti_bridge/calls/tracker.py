@@ -274,7 +274,7 @@ class CallTracker:
         # before their Hangup must not bring them back. Bounded, oldest forgotten first.
         self._gone: OrderedDict[str, None] = OrderedDict()
         self._quiet = False  # resync after a restart: rebuild answers without posting them
-        self.now = 0.0
+        self._now = 0.0
         self.events_seen = 0
         self.errors = 0
         self._handlers: dict[str, Callable[[Event, list[CtiEvent]], None]] = {
@@ -322,9 +322,32 @@ class CallTracker:
             out.extend(self.feed(ev))
         return out
 
+    @property
+    def now(self) -> float:
+        """The tracker's time: the clock if it has one, else the last ``tick()``.
+
+        A live daemon ticks only when ``next_deadline()`` is due, so call times come from the
+        clock; replays have none and move only with ``tick()`` (deterministic).
+        """
+        return self._clock() if self._clock is not None else self._now
+
+    def next_deadline(self) -> float | None:
+        """When ``tick()`` next has work: a pending newCall's release or a silent call's expiry.
+
+        None when nothing is due, so an idle daemon sleeps. A call not stamped yet (fed before
+        the clock started) is due at once: the tick stamps it.
+        """
+        delay = self.rules.newcall_delay
+        due = min((c.armed_at + delay for c in self._pending.values()), default=None)
+        if self.calls:
+            limit = self.rules.max_call_duration
+            expiry = min(c.last_seen + limit if c.last_seen else 0.0 for c in self.calls.values())
+            due = expiry if due is None else min(due, expiry)
+        return due
+
     def tick(self, now: float) -> list[CtiEvent]:
         """Advance the clock: release overdue newCalls, forget calls that went silent too long."""
-        self.now = now
+        self._now = now
         out: list[CtiEvent] = []
         if self._pending:
             due = [
@@ -673,7 +696,7 @@ class CallTracker:
     def _arm(self, call: Call) -> None:
         if call.newcall_state == 0 and not call.silent:
             call.newcall_state = 1
-            call.armed_at = self._clock() if self._clock is not None else self.now
+            call.armed_at = self.now
             self._pending[call.call_id] = call
 
     def _release_on(self, ev: Event, out: list[CtiEvent]) -> None:

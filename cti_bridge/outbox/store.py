@@ -112,6 +112,9 @@ class Outbox:
         self._db.execute("PRAGMA synchronous = NORMAL")
         if background_checkpoint:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        #: Called after every committed write: the owner's checkpoint task waits for it, so an
+        #: idle daemon does not wake up to checkpoint a WAL nothing was written to.
+        self.on_commit: Callable[[], None] | None = None
         self._ckpt: sqlite3.Connection | None = None
         self._ckpt_lock = threading.Lock()
         self._closed = False
@@ -120,7 +123,7 @@ class Outbox:
                 self._db.execute(stmt)
 
     def _tx(self) -> _Tx:
-        return _Tx(self._db)
+        return _Tx(self._db, self.on_commit)
 
     def _now(self) -> float:
         return float(self._clock())
@@ -310,11 +313,14 @@ class Outbox:
 class _Tx:
     """BEGIN IMMEDIATE ... COMMIT: take the write lock up front so a busy wait cannot deadlock."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, on_commit: Callable[[], None] | None) -> None:
         self._db = db
+        self._on_commit = on_commit
 
     def __enter__(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None and self._on_commit is not None:
+            self._on_commit()

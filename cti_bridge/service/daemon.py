@@ -7,7 +7,13 @@ the staged CTI events are committed to the outbox in one transaction once the cu
 has been parsed (``loop.call_soon``: the same loop pass, well under a millisecond later). A
 commit per event cost a fifth of the daemon's CPU under load; a crash inside that window loses
 no more than the AMI bytes still unread in the socket would. Every other producer (resync, the
-ticker, FastAGI) commits the staged events first, so a call's events keep their order.
+tracker's timer, FastAGI) commits the staged events first, so a call's events keep their order.
+
+Nothing polls. The tracker's time-driven work (releasing a held newCall, closing a call that
+went silent) runs from one ``loop.call_at`` timer, armed at ``CallTracker.next_deadline()``
+after every change and not armed at all when no call is open; the sd_notify STATUS line is
+refreshed when something it shows changes. An idle daemon wakes only for the AMI keepalive
+ping, the systemd watchdog ping and delivery's spool look-up (``cti-bridge spool retry``).
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ from cti_bridge.zammad.delivery import Delivery
 
 log = logging.getLogger("cti_bridge")
 
-TICK_INTERVAL = 0.2
 STOP_GRACE = 5.0
 READY_GRACE = 20.0  # READY=1 at the first AMI login, or after this long without one
 STAGE_RETRY = 1.0  # seconds between tries to write held events when the spool failed
@@ -60,6 +65,7 @@ class Daemon:
             self.client,
             cfg.zammad,
             observer=self.metrics.observe_post if self.metrics else None,
+            on_state=lambda _state: self._update_status(),
         )
         self.ami = AmiClient(
             cfg.ami, self._on_ami_event, on_resync=self._on_resync, on_state=self._on_ami_state
@@ -72,6 +78,10 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._bg: set[asyncio.Task[Any]] = set()
         self._ready_sent = False
+        self._ready_timer: asyncio.TimerHandle | None = None
+        self._tick_timer: asyncio.TimerHandle | None = None
+        self._rearm_due = False  # a _rearm is scheduled for this loop pass
+        self._closing = False  # shutdown began: no more tracker timer
         self._last_status = ""
         self._resync_mark: int | None = None
         self._was_connected = False
@@ -87,6 +97,31 @@ class Daemon:
             if not self._staged and self._stage_retry is None:
                 asyncio.get_running_loop().call_soon(self._commit_staged)
             self._staged += out
+        if not self._rearm_due:  # once per AMI read, not per event
+            self._rearm_due = True
+            asyncio.get_running_loop().call_soon(self._rearm)
+
+    def _rearm(self) -> None:
+        """Keep one timer at the tracker's next deadline; none when nothing is due."""
+        self._rearm_due = False
+        self._update_status()
+        due = None if self._closing else self.tracker.next_deadline()
+        timer = self._tick_timer
+        if timer is not None:
+            if due is not None and timer.when() <= due:
+                return  # it fires first, and re-arms after its tick
+            timer.cancel()
+            self._tick_timer = None
+        if due is not None:
+            self._tick_timer = asyncio.get_running_loop().call_at(due, self._tick, due)
+
+    def _tick(self, due: float) -> None:
+        self._tick_timer = None
+        # The loop may fire a timer a clock resolution early: the tick is at least ``due``.
+        out = self.tracker.tick(max(time.monotonic(), due))
+        if out:
+            self._dispatch(out)
+        self._rearm()
 
     def _commit_staged(self) -> None:
         """Commit the staged events; if the spool cannot be written, keep them and retry.
@@ -134,6 +169,7 @@ class Daemon:
         )
         if out:
             self._dispatch(out)
+        self._rearm()
 
     def _dispatch(self, events: list[CtiEvent]) -> None:
         self._staged += events  # behind anything staged: each call's events keep their order
@@ -179,13 +215,6 @@ class Daemon:
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
 
-    async def _ticker(self) -> None:
-        while not self._stop.is_set():
-            out = self.tracker.tick(time.monotonic())
-            if out:
-                self._dispatch(out)
-            await asyncio.sleep(TICK_INTERVAL)
-
     # ------------------------------------------------------------------ FastAGI decisions
 
     async def _decide(self, request: AgiRequest) -> AgiDecision:
@@ -199,6 +228,7 @@ class Daemon:
             to=request.to,
             queue=request.queue,
         )
+        self._rearm()
         if event is None:
             return NONE
         self._commit_staged()
@@ -264,20 +294,14 @@ class Daemon:
             self._last_status = line
             self.notifier.status(line)
 
-    async def _watchdog(self) -> None:
-        interval = self.notifier.watchdog_interval()
-        started = time.monotonic()
-        while not self._stop.is_set():
-            if not self._ready_sent and time.monotonic() - started > READY_GRACE:
-                # The PBX is down at boot: report ready anyway, so that systemd does not kill
-                # and restart us in a loop while the outbox and the AGI hook are needed.
-                self._ready_sent = True
-                self.notifier.ready(self._status_line())
-                log.warning("AMI not logged in after %.0f s; running without it", READY_GRACE)
-            self._update_status()
-            if interval:
-                self.notifier.watchdog()
-            await asyncio.sleep(min(interval or 1.0, 1.0))
+    def _ready_anyway(self) -> None:
+        self._ready_timer = None
+        if not self._ready_sent:
+            # The PBX is down at boot: report ready anyway, so that systemd does not kill
+            # and restart us in a loop while the outbox and the AGI hook are needed.
+            self._ready_sent = True
+            self.notifier.ready(self._status_line())
+            log.warning("AMI not logged in after %.0f s; running without it", READY_GRACE)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -309,11 +333,10 @@ class Daemon:
             await self.agi.start()
         if self.metrics is not None:
             self.metrics.start(self.cfg.metrics.listen)
+        self._ready_timer = loop.call_later(READY_GRACE, self._ready_anyway)
         await self.ami.start()
-        self._tasks = [
-            asyncio.ensure_future(self._ticker()),
-            asyncio.ensure_future(self._watchdog()),
-        ]
+        self._rearm()  # calls restored from the outbox
+        self._tasks = [asyncio.ensure_future(self.notifier.run_watchdog())]
         await self._stop.wait()
         await self.shutdown()
         return 0
@@ -321,6 +344,11 @@ class Daemon:
     async def shutdown(self) -> None:
         log.info("stopping: no more AMI events; finishing posts in flight for %.0f s", STOP_GRACE)
         self.notifier.stopping()
+        self._closing = True
+        for timer in (self._ready_timer, self._tick_timer):
+            if timer is not None:
+                timer.cancel()
+        self._ready_timer = self._tick_timer = None
         await self.ami.stop()
         if self.agi is not None:
             await self.agi.stop()

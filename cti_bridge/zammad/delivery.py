@@ -7,29 +7,32 @@ concurrently by ``cfg.concurrency`` workers. A call is in the ready queue at mos
 
 Retry policy (Zammad is not idempotent for answer/hangup, docs/zammad-cti.md §5):
 
-- Connection refused/reset, timeouts, 429, 5xx -> Zammad is "down": every worker pauses behind a
-  shared gate for an exponential backoff with jitter (tenacity's ``wait_exponential``, capped at
-  ``cfg.max_backoff``); while not healthy only one request at a time probes, so a backlog does
-  not hammer a sick server. The event stays at the head of its call and is tried again.
+- Connection refused/reset, timeouts, 429, 5xx -> Zammad is "down": the workers park and one
+  prober task takes over, a ``tenacity.AsyncRetrying`` loop that sends one request at a time
+  spaced by exponential waits with full jitter (capped at ``cfg.max_backoff``), so a backlog
+  does not hammer a sick server. The event stays at the head of its call and is tried again;
+  the first accepted post ends the loop and releases the workers.
 - A retried ``newCall`` answered 500 "already exists" was stored by an earlier try: delivered.
 - ``answer``/``hangup`` are repeated only when the request may not have been processed: no
   connection, a timeout (a proxy drops a request whose client has gone), 429/502/503/504, or a
   5xx page that is not Zammad's own JSON error (with ``Accept: application/json`` Rails answers
   JSON, so an HTML 500 comes from something in front of it). A 5xx carrying Zammad's JSON error
   means Zammad ran the request: the event is dead-lettered, not repeated, except
-  500 "Error ID" (Zammad knows no such call_id), retried ``error_id_retries`` times with backoff
-  for that call only, then dead-lettered.
+  500 "Error ID" (Zammad knows no such call_id), retried ``error_id_retries`` times for that
+  call only (``ERROR_ID_RETRY_S`` apart, at most ``cfg.max_backoff``), then dead-lettered.
 - 401/403/404/3xx, and 422 "Feature is disabled/not configured" -> configuration ("rejected"):
-  events are kept and probed every ``cfg.config_retry_interval`` so fixing Zammad's side drains
-  the backlog. A 422 about this event itself ("Invalid 'direction'", "Error ID") is retried at
-  that slow pace for this call only: nothing was stored, and it must not stall other calls.
+  events are kept and the same prober probes every ``cfg.config_retry_interval``, so fixing
+  Zammad's side drains the backlog. A 422 about this event itself ("Invalid 'direction'",
+  "Error ID") is retried at that slow pace for this call only: nothing was stored, and it must
+  not stall other calls.
 - An event older than ``cfg.max_age`` goes to the dead-letter table (ERROR log). When a call's
   ``newCall`` goes there, its other events follow (Zammad would answer them 500), also those
   arriving later, until a ``newCall`` for that call is queued again (``spool retry``).
 
 Memory holds at most ``max_in_memory`` events; the rest stays in SQLite and is paged in by id,
 so per-call order is kept. A housekeeping task also picks up rows another process put back
-(``cti-bridge spool retry``) and expires old events while Zammad is unreachable.
+(``cti-bridge spool retry``) and expires old events while Zammad is unreachable. The WAL
+checkpoint task sleeps until something was written: an idle daemon does not wake for it.
 """
 
 from __future__ import annotations
@@ -37,13 +40,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import sqlite3
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 import tenacity
 
@@ -60,14 +63,28 @@ from cti_bridge.zammad.client import (
 
 log = logging.getLogger(__name__)
 
-State = Literal["ok", "down", "rejected"]
+
+class State(StrEnum):
+    """Zammad's health as delivery sees it (``status()["state"]``, the sd_notify STATUS line)."""
+
+    OK = "ok"
+    DOWN = "down"  # unreachable, timing out, 429/5xx: probed with exponential backoff
+    REJECTED = "rejected"  # refuses the bridge's configuration: probed every config_retry_interval
+
+
 Observer = Callable[[str, str, float], None]
 """``observer(event_name, result, latency_s)``; result is one of RESULTS."""
 RESULTS = ("ok", "reject", "dial", "duplicate", "unavailable", "rejected", "failed", "dead")
 
 _SAFE_TO_REPEAT = frozenset({429, 502, 503, 504})
 _MAX_DEAD_CALLS = 10_000
-CHECKPOINT_INTERVAL_S = 1.0
+CHECKPOINT_INTERVAL_S = 1.0  # at most one WAL checkpoint a second, and none without writes
+#: Pace of the bounded retries of an event Zammad answered 500 "Error ID" (no such call yet).
+ERROR_ID_RETRY_S = 1.0
+
+
+class _Unhealthy(Exception):
+    """Raised inside the prober's tenacity loop while Zammad is not healthy: try again later."""
 
 
 @dataclass
@@ -86,6 +103,7 @@ class Delivery:
         *,
         clock: Callable[[], float] = time.time,
         observer: Observer | None = None,
+        on_state: Callable[[State], None] | None = None,
         max_in_memory: int = 50_000,
         error_id_retries: int = 5,
         housekeeping_interval: float = 5.0,
@@ -95,10 +113,14 @@ class Delivery:
         self._cfg = cfg
         self._clock = clock
         self.observer = observer
+        self.on_state = on_state  # called on every change of ``state``
         self._max_mem = max_in_memory
         self._error_id_retries = error_id_retries
         self._hk_interval = housekeeping_interval
-        self._wait = tenacity.wait_exponential(multiplier=0.5, max=cfg.max_backoff)
+        self._retry_delay = min(ERROR_ID_RETRY_S, cfg.max_backoff)
+        # "Full jitter": uniform in [0, min(max_backoff, 2**attempt)], so several bridges (or a
+        # restart) do not probe a recovering Zammad in step.
+        self._down_wait = tenacity.wait_random_exponential(multiplier=1.0, max=cfg.max_backoff)
 
         self._calls: dict[str, _Call] = {}
         self._ids: set[int] = set()
@@ -113,13 +135,13 @@ class Delivery:
         self._dead_calls: OrderedDict[str, None] = OrderedDict()
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._probe = asyncio.Lock()
+        self._prober: asyncio.Task[None] | None = None
+        self._healthy_again = asyncio.Event()
+        self._written = asyncio.Event()  # the outbox was written since the last checkpoint
         self._running = False
         self._stopping = False
 
-        self._state: State = "ok"
-        self._hold_until = 0.0
-        self._streak = 0
+        self._state = State.OK
         self.last_error: str | None = None
         self.last_ok_at: float | None = None
         self.posted = 0
@@ -140,6 +162,7 @@ class Delivery:
         if self._running:
             return
         self._running, self._stopping = True, False
+        self._outbox.on_commit = self._written.set
         self._load()
         if self._ids:
             log.info("delivering %d event(s) left in the outbox", self._outbox.count())
@@ -149,6 +172,10 @@ class Delivery:
         ]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="zammad-housekeeping"))
         self._tasks.append(asyncio.create_task(self._checkpoints(), name="outbox-checkpoint"))
+        if self._state is State.OK:
+            self._healthy_again.set()
+        else:  # stopped while Zammad was unhealthy: keep probing before the workers go
+            self._start_prober()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Let posts in flight finish for up to ``grace`` s; everything else stays in the outbox."""
@@ -159,13 +186,19 @@ class Delivery:
             timer.cancel()
         self._timers.clear()
         self._work.set()
+        self._written.set()
+        self._healthy_again.set()
         self._kick_all()
         tasks, self._tasks = self._tasks, []
+        if self._prober is not None:
+            tasks.append(self._prober)
+            self._prober = None
         _, late = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
         for t in late:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._flush_acks()
+        self._outbox.on_commit = None
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_result(None)
@@ -226,7 +259,7 @@ class Delivery:
         but the caller (the FastAGI hook, holding a ringing call) must not wait for it.
         """
         (rid,) = self._submit([event], priority=True)
-        if self._state != "ok":
+        if self._state is not State.OK:
             return None
         return await self.wait_answer(rid, timeout)
 
@@ -358,54 +391,94 @@ class Delivery:
 
     async def _worker(self) -> None:
         while not self._stopping:
-            held = self._hold_until - time.monotonic()
-            if held > 0:
-                await self._pause(held)
+            if self._state is not State.OK:
+                await self._healthy_again.wait()  # the prober has the only request slot
                 continue
-            if self._disk_backlog and len(self._ids) < self._max_mem // 2:
-                self._load()
-            if not self._ready:
-                self._work.clear()
-                await self._work.wait()
-                continue
-            cid = self._ready.popleft()
-            call = self._calls.get(cid)
-            if call is None:
-                continue
-            if not call.rows:
-                self._reschedule(cid, call)
-                continue
-            try:
-                if self._state == "ok":
-                    await self._step(cid, call)
-                    continue
-                async with self._probe:  # not healthy: one request at a time
-                    if self._hold_until > time.monotonic() or self._stopping:
-                        self._ready.appendleft(cid)
-                        continue
-                    await self._step(cid, call)
-            except Exception as exc:  # a bug or a failing disk must not kill the sender
-                log.exception("delivering call %r failed unexpectedly; will retry", cid)
-                self.last_error = f"internal error: {type(exc).__name__}"
-                self._hold_until = time.monotonic() + self._backoff(self._streak + 1)
-                if cid in self._calls and cid not in self._ready:
-                    self._ready.appendleft(cid)
+            picked = await self._next_ready()
+            if picked is not None:
+                await self._step_safely(*picked)
 
-    async def _step(self, cid: str, call: _Call) -> None:
-        if not call.rows:  # expired while this worker waited for the probe lock
+    async def _next_ready(self) -> tuple[str, _Call] | None:
+        """The next call with an event to send; None after waiting for work (look again)."""
+        if self._disk_backlog and len(self._ids) < self._max_mem // 2:
+            self._load()
+        if not self._ready:
+            self._work.clear()
+            await self._work.wait()
+            return None
+        cid = self._ready.popleft()
+        call = self._calls.get(cid)
+        if call is None:
+            return None
+        if not call.rows:
             self._reschedule(cid, call)
+            return None
+        return cid, call
+
+    async def _step_safely(self, cid: str, call: _Call) -> bool:
+        """``_step``, but a bug or a failing disk only delays this call; True if it posted."""
+        try:
+            return await self._step(cid, call)
+        except Exception as exc:
+            log.exception("delivering call %r failed unexpectedly; will retry", cid)
+            self.last_error = f"internal error: {type(exc).__name__}"
+            if self._calls.get(cid) is call and cid not in self._ready:
+                self._later(cid, self._retry_delay)
+            return False
+
+    # -- the prober: the only sender while Zammad is not healthy -----------------------------
+
+    def _start_prober(self) -> None:
+        if not self._running:  # a post that failed during stop(): the next start() probes
             return
+        self._healthy_again.clear()
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.create_task(self._probe(), name="zammad-prober")
+
+    async def _probe(self) -> None:
+        """Retry with tenacity until Zammad accepts a post again, one request at a time.
+
+        Attempt 1 is the post that just failed, so the loop starts with a wait. Every later
+        attempt posts the head of the next ready call. The wait follows the state: exponential
+        with jitter while Zammad is down, ``config_retry_interval`` while it rejects the bridge.
+        """
+        retrying = tenacity.AsyncRetrying(
+            wait=self._probe_wait,
+            retry=tenacity.retry_if_exception_type(_Unhealthy),
+            sleep=self._pause,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    await self._probe_once()
+                if self._state is not State.OK and not self._stopping:
+                    raise _Unhealthy(self._state)
+
+    def _probe_wait(self, retry_state: tenacity.RetryCallState) -> float:
+        if self._state is State.REJECTED:
+            return self._cfg.config_retry_interval
+        return float(self._down_wait(retry_state))
+
+    async def _probe_once(self) -> None:
+        """Post one event; heads that need no request (expired, of a dead call) are skipped."""
+        while not self._stopping and self._state is not State.OK:
+            picked = await self._next_ready()
+            if picked is not None and await self._step_safely(*picked):
+                return
+
+    async def _step(self, cid: str, call: _Call) -> bool:
+        """Post the head event of ``cid`` (or dead-letter it); True if a request was made."""
         row = call.rows[0]
         if self._expired(row):
             self._dead_letter(cid, call, row, f"older than max_age ({self._cfg.max_age:.0f} s)")
             self._reschedule(cid, call)
-            return
+            return False
         if row.name == "newCall":
             self._dead_calls.pop(cid, None)
         elif cid in self._dead_calls:
             self._dead_letter(cid, call, row, "this call's newCall was dead-lettered")
             self._reschedule(cid, call)
-            return
+            return False
 
         call.busy = True
         self.in_flight += 1
@@ -426,6 +499,7 @@ class Delivery:
         finally:
             self.in_flight -= 1
             call.busy = False
+        return True
 
     def _delivered(
         self, cid: str, call: _Call, row: Row, answer: ZammadAnswer, result: str, dt: float
@@ -493,7 +567,7 @@ class Delivery:
                     )
                     self._reschedule(cid, call)
                     return
-                self._retry_call_later(cid, call, row, self._backoff(n))
+                self._retry_call_later(cid, call, row, self._retry_delay)
                 return
             if err.status_code not in _SAFE_TO_REPEAT:
                 self._dead_letter(
@@ -540,36 +614,36 @@ class Delivery:
 
     # -- health ------------------------------------------------------------------------------
 
-    def _backoff(self, attempt: int) -> float:
-        state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        return float(self._wait(state)) * random.uniform(0.75, 1.0)
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        if self.on_state is not None:
+            try:
+                self.on_state(state)
+            except Exception:  # a status bug must not stop delivery
+                log.exception("delivery state callback failed")
 
     def _healthy(self) -> None:
         self.last_ok_at = self._clock()
-        self._streak = 0
-        if self._state != "ok":
+        if self._state is not State.OK:
             log.warning("Zammad at %s accepts events again", self._cfg.display_url)
-            self._state = "ok"
-            self._hold_until = 0.0
-            self._kick_all()
+            self._set_state(State.OK)
+            self._healthy_again.set()
+            self._kick_all()  # the prober's wait ends; it sees the state and returns
 
     def _set_down(self, err: ZammadError) -> None:
-        self._streak += 1
         self.retries += 1
-        delay = self._backoff(self._streak)
-        if self._state != "down":
+        if self._state is not State.DOWN:
             log.warning(
                 "Zammad at %s unavailable (%s); events are kept and retried",
                 self._cfg.display_url,
                 err.reason,
             )
-        self._state = "down"
-        self._hold_until = time.monotonic() + delay
+            self._set_state(State.DOWN)
+        self._start_prober()
 
     def _set_rejected(self, err: ZammadError) -> None:
         self.retries += 1
-        if self._state != "rejected":
+        if self._state is not State.REJECTED:
             log.error(
                 "Zammad at %s rejects the bridge (%s): check the token/URL and that the Generic "
                 "CTI integration is enabled. Events are kept; retrying every %.0f s",
@@ -577,8 +651,8 @@ class Delivery:
                 err.reason,
                 self._cfg.config_retry_interval,
             )
-        self._state = "rejected"
-        self._hold_until = time.monotonic() + self._cfg.config_retry_interval
+            self._set_state(State.REJECTED)
+        self._start_prober()
 
     def _observe(self, name: str, result: str, latency: float) -> None:
         if self.observer is not None:
@@ -601,13 +675,20 @@ class Delivery:
                 log.exception("outbox housekeeping failed")
 
     async def _checkpoints(self) -> None:
-        """Checkpoint the WAL off the event loop (Outbox(background_checkpoint=True))."""
+        """Checkpoint the WAL off the event loop (Outbox(background_checkpoint=True)).
+
+        Sleeps until the outbox was written, then checkpoints at most once a second.
+        """
         while not self._stopping:
-            await self._pause(CHECKPOINT_INTERVAL_S)
+            await self._written.wait()
+            if self._stopping:
+                return
+            self._written.clear()
             try:
                 await asyncio.to_thread(self._outbox.checkpoint)
             except Exception:
                 log.exception("outbox checkpoint failed")
+            await self._pause(CHECKPOINT_INTERVAL_S)
 
     def _expire_idle(self) -> None:
         """Dead-letter over-age heads of calls not being sent (Zammad may be down for days)."""

@@ -647,3 +647,48 @@ async def test_unexpected_exception_does_not_kill_the_sender(
         await client.aclose()
     assert ok
     assert "failed unexpectedly" in caplog.text
+
+
+async def test_one_prober_while_down_with_slow_posts(fake: FakeZammad, tmp_path: Path) -> None:
+    """While Zammad is down only the prober posts: never two requests at once."""
+    from cti_bridge.zammad import ZammadError
+
+    class Sick(ZammadClient):
+        delivery: Delivery
+        failures = 6
+        in_flight = 0
+        most_while_down = 0
+
+        async def post(self, event: dict[str, Any]) -> Any:
+            self.in_flight += 1
+            if self.delivery.state != "ok":
+                self.most_while_down = max(self.most_while_down, self.in_flight)
+            try:
+                await asyncio.sleep(0.005)  # a slow answer: other workers get to run meanwhile
+                if self.failures:
+                    self.failures -= 1
+                    raise ZammadError("503 Service Unavailable", status_code=503)
+                return await super().post(event)
+            finally:
+                self.in_flight -= 1
+
+    cfg = zcfg(fake.url(), concurrency=4, max_backoff=0.02)
+    with Outbox(tmp_path / "o.sqlite3") as ob:
+        client = Sick(cfg)
+        states: list[str] = []
+        d = client.delivery = Delivery(ob, client, cfg, on_state=states.append)
+        await d.start()
+        # One call first: its failure turns the state to down before the backlog arrives.
+        d.submit_many(call_events("first"))
+        assert await until(lambda: d.state == "down")
+        per_call = calls(8)
+        d.submit_many(interleaved(per_call))
+        want = {"first": ["newCall", "answer", "hangup"], **expected(per_call)}
+        ok = await fake.async_wait_for(lambda f: stored_exactly(f, want), 10)
+        retries = d.status()["retries"]
+        await d.stop()
+        await client.aclose()
+    assert ok
+    assert states == ["down", "ok"]
+    assert client.most_while_down == 1  # the backlog of 9 calls waited behind one prober
+    assert retries == 6
