@@ -651,7 +651,7 @@ async def test_unexpected_exception_does_not_kill_the_sender(
 
 async def test_one_prober_while_down_with_slow_posts(fake: FakeZammad, tmp_path: Path) -> None:
     """While Zammad is down only the prober posts: never two requests at once."""
-    from cti_bridge.zammad import ZammadError
+    from cti_bridge.zammad.client import ZammadError
 
     class Sick(ZammadClient):
         delivery: Delivery

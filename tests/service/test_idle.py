@@ -10,13 +10,13 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+from cti_bridge.calls.tracker import CallTracker
 from cti_bridge.config import parse_config
-from cti_bridge.daemon import Daemon
-from cti_bridge.outbox import Outbox
-from cti_bridge.tracker import CallTracker
+from cti_bridge.outbox.store import Outbox
+from cti_bridge.service.daemon import Daemon
+from tests.calls.test_tracker import RULES, hangup, names, trunk_in
+from tests.service.test_daemon import make_config
 from tests.support.fake_ami import FakeAmi
-from tests.test_daemon import make_config
-from tests.test_tracker_unit import RULES, hangup, names, trunk_in
 
 LIMIT = 60.0
 RULES_60 = replace(RULES, max_call_duration=LIMIT)
