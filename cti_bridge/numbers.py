@@ -2,12 +2,15 @@
 
 Zammad's blocked-caller check is an exact string match and its caller lookup works on digits,
 so numbers go out as digits only, without a leading ``+``. A withheld caller becomes
-``anonymous``. The optional ``[numbers]`` rules turn national numbers into international ones.
+``anonymous``. With ``[numbers] region`` set, phonenumbers turns national numbers (and numbers
+dialled with the region's international prefix) into international ones.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+
+import phonenumbers
 
 from .config import NumbersConfig
 
@@ -21,9 +24,7 @@ class NumberPlan:
 
     def __init__(self, cfg: NumbersConfig | None = None) -> None:
         cfg = cfg or NumbersConfig()
-        self.country_code = cfg.country_code
-        self.national_prefix = cfg.national_prefix
-        self.international_prefix = cfg.international_prefix
+        self.region = cfg.region
         # Bounded cache: the same few thousand numbers recur all day on a busy PBX.
         self.external = lru_cache(maxsize=4096)(self._external)
 
@@ -40,12 +41,11 @@ class NumberPlan:
 
     def _external(self, value: str) -> str:
         v = value.strip()
-        plus = v.startswith("+")
         d = self.digits(v)
-        if not d or plus or not self.country_code:
+        if not d or v.startswith("+") or self.region is None:
             return d
-        if self.international_prefix and d.startswith(self.international_prefix):
-            return d[len(self.international_prefix) :]
-        if self.national_prefix and d.startswith(self.national_prefix) and len(d) > 6:
-            return self.country_code + d[len(self.national_prefix) :]
-        return d
+        try:
+            number = phonenumbers.parse(d, self.region)
+        except phonenumbers.NumberParseException:
+            return d
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]

@@ -570,21 +570,21 @@ def test_agi_newcall_for_a_phone_is_outbound() -> None:
 
 
 @pytest.mark.parametrize(
-    ("caller", "pres", "country", "want"),
+    ("caller", "pres", "region", "want"),
     [
         ("+491710000001", "", "", "491710000001"),
         ("+49 171 000-0001", "", "", "491710000001"),
         ("<unknown>", "", "", "anonymous"),
         ("", "", "", "anonymous"),
         (CALLER, "33 (Presentation Prohibited, Passed Screen)", "", "anonymous"),
-        ("030123456", "", "49", "4930123456"),
-        ("0049301234", "", "49", "49301234"),
-        ("+4930123456", "", "49", "4930123456"),
+        ("030123456", "", "DE", "4930123456"),
+        ("0049301234", "", "DE", "49301234"),
+        ("+4930123456", "", "DE", "4930123456"),
         ("030123456", "", "", "030123456"),
     ],
 )
-def test_caller_numbers(caller: str, pres: str, country: str, want: str) -> None:
-    rules = replace(RULES, numbers=NumbersConfig(country_code=country))
+def test_caller_numbers(caller: str, pres: str, region: str, want: str) -> None:
+    rules = replace(RULES, numbers=NumbersConfig(region=region or None))
     first = trunk_in("1.0", caller=caller)
     if pres:
         first["CID-CallingPres"] = pres
@@ -593,8 +593,8 @@ def test_caller_numbers(caller: str, pres: str, country: str, want: str) -> None
     assert {e["from"] for e in out} == {want}
 
 
-def test_dialled_number_with_country_code() -> None:
-    rules = replace(RULES, numbers=NumbersConfig(country_code="49"))
+def test_dialled_number_with_region() -> None:
+    rules = replace(RULES, numbers=NumbersConfig(region="DE"))
     out, _ = replay(outbound(number="0030123456"), rules)
     assert {e["to"] for e in out} == {"4930123456"}
 
