@@ -90,7 +90,7 @@ class Secret:
         )
         return core_schema.json_or_python_schema(
             json_schema=from_str,
-            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), from_str]),
+            python_schema=core_schema.no_info_before_validator_function(_unwrap, from_str),
             serialization=core_schema.plain_serializer_function_ser_schema(lambda _: "***"),
         )
 
@@ -99,6 +99,11 @@ class Secret:
         cls, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return {"type": "string", "writeOnly": True}
+
+
+def _unwrap(value: object) -> object:
+    """Code passes a Secret, TOML a str: both go through the same string check."""
+    return value.get() if isinstance(value, Secret) else value
 
 
 _TOKEN_PATH = re.compile(r"(/api/v1/cti/)[^/?#]*")
