@@ -174,6 +174,19 @@ class Duration:
         return {"anyOf": [number, {"type": "string", "pattern": _DURATION_PATTERN}]}
 
 
+@dataclasses.dataclass(frozen=True)
+class Count:
+    """``Annotated[int, Count(le=256)]``: a whole number from 1 to ``le``; a bool is no number."""
+
+    le: int
+    ge: int = 1
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.int_schema(strict=True, ge=self.ge, le=self.le)
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
@@ -267,7 +280,8 @@ def _section(
     """Every section: unknown keys refused, only finite numbers.
 
     hide_input_in_errors: a ValidationError raised by code building a section must not print
-    the token or a password either.
+    the token or a password either. use_attribute_docstrings: the docstring under each key is
+    its description in the JSON Schema, shown by an editor while typing.
     """
     return ConfigDict(
         extra="forbid",
@@ -275,15 +289,11 @@ def _section(
         hide_input_in_errors=True,
         json_schema_extra=json_schema_extra,
         title=title,
+        use_attribute_docstrings=True,
     )
 
 
 _SECTION = _section()
-
-
-def Doc(text: str) -> Any:
-    """The key's description in the JSON Schema (an editor shows it while typing)."""
-    return Field(description=text)
 
 
 # Secret is immutable, so one shared empty default is safe.
@@ -317,25 +327,20 @@ def _ami_extra(schema: dict[str, Any]) -> None:
 class AmiConfig:
     """Asterisk Manager Interface login and connection watchdog."""
 
-    host: Annotated[NonEmpty, Doc("AMI host name or address.")] = "127.0.0.1"
-    port: Annotated[Port, Doc("AMI TCP port.")] = 5038
-    username: Annotated[NonEmpty, Doc("Required: the AMI user's [section] in manager.conf.")] = ""
-    secret: Annotated[
-        Secret, Doc("The AMI user's secret. Prefer secret_file (then this file may be 0644).")
-    ] = _NO_SECRET
-    ping_interval: Annotated[
-        float,
-        Duration(gt=0, le=3600),
-        Doc("Time between AMI Pings (a half-open connection is otherwise never noticed)."),
-    ] = 10.0
-    ping_timeout: Annotated[
-        float,
-        Duration(gt=0, le=3600),
-        Doc("Time a Ping may go unanswered before the connection is re-opened."),
-    ] = 5.0
-    reconnect_interval: Annotated[
-        float, Duration(gt=0, le=3600), Doc("Time between reconnect attempts.")
-    ] = 2.0
+    host: NonEmpty = "127.0.0.1"
+    """AMI host name or address."""
+    port: Port = 5038
+    """AMI TCP port."""
+    username: NonEmpty = ""
+    """Required: the AMI user's [section] in manager.conf."""
+    secret: Secret = _NO_SECRET
+    """The AMI user's secret. Prefer secret_file (then this file may be 0644)."""
+    ping_interval: Annotated[float, Duration(gt=0, le=3600)] = 10.0
+    """Time between AMI Pings (a half-open connection is otherwise never noticed)."""
+    ping_timeout: Annotated[float, Duration(gt=0, le=3600)] = 5.0
+    """Time a Ping may go unanswered before the connection is re-opened."""
+    reconnect_interval: Annotated[float, Duration(gt=0, le=3600)] = 2.0
+    """Time between reconnect attempts."""
 
 
 @dataclass(
@@ -345,43 +350,24 @@ class AmiConfig:
 class ZammadConfig:
     """Zammad's Generic CTI endpoint and how events are delivered to it."""
 
-    url: Annotated[
-        ZammadUrl,
-        Doc(
-            "The CTI endpoint with its token, e.g. https://zammad.example.com/api/v1/cti/<token>"
-            " (Admin > Integrations > CTI (generic)). Prefer url_file."
-        ),
-    ] = _NO_SECRET
-    timeout: Annotated[float, Duration(gt=0, le=600), Doc("Time per HTTP request to Zammad.")] = 5.0
-    verify_tls: Annotated[Flag, Doc("Verify Zammad's TLS certificate.")] = True
-    ca_bundle: Annotated[
-        NonEmpty | None, Doc("PEM file with the CA(s) of Zammad's certificate (default: system).")
-    ] = None
-    max_age: Annotated[
-        float,
-        Duration(gt=0, le=365 * 86400),
-        Doc('Events still unsent after this long become dead letters, e.g. "24h".'),
-    ] = 24 * 3600.0
-    concurrency: Annotated[
-        int,
-        Strict(),
-        Field(ge=1, le=256),
-        Doc("Calls posted in parallel (the events of one call are always posted in order)."),
-    ] = 8
-    max_backoff: Annotated[
-        float,
-        Duration(gt=0, le=86400),
-        Doc("Longest pause between retries while Zammad is unreachable or answers 5xx."),
-    ] = 30.0
-    config_retry_interval: Annotated[
-        float,
-        Duration(gt=0, le=86400),
-        Doc("Time between probes while Zammad refuses for a configuration reason (401, 404, ...)."),
-    ] = 60.0
-    proxy: Annotated[
-        ProxyUrl | None,
-        Doc(f"HTTP proxy {_PROXY_FORM}. A password here makes this file a secret's holder."),
-    ] = None
+    url: ZammadUrl = _NO_SECRET
+    """The CTI endpoint with its token: https://zammad.example.com/api/v1/cti/<token>."""
+    timeout: Annotated[float, Duration(gt=0, le=600)] = 5.0
+    """Time per HTTP request to Zammad."""
+    verify_tls: Flag = True
+    """Verify Zammad's TLS certificate."""
+    ca_bundle: NonEmpty | None = None
+    """PEM file with the CA(s) of Zammad's certificate (default: system)."""
+    max_age: Annotated[float, Duration(gt=0, le=365 * 86400)] = 24 * 3600.0
+    """Events still unsent after this long become dead letters, e.g. "24h"."""
+    concurrency: Annotated[int, Count(le=256)] = 8
+    """Calls posted in parallel (the events of one call are always posted in order)."""
+    max_backoff: Annotated[float, Duration(gt=0, le=86400)] = 30.0
+    """Longest pause between retries while Zammad is unreachable or answers 5xx."""
+    config_retry_interval: Annotated[float, Duration(gt=0, le=86400)] = 60.0
+    """Time between probes while Zammad refuses for a configuration reason (401, 404, ...)."""
+    proxy: ProxyUrl | None = None
+    """HTTP proxy http(s)://[user:password@]host[:port]; a password here makes the file secret."""
 
     @property
     def display_url(self) -> str:
@@ -400,42 +386,28 @@ class ZammadConfig:
 class PbxConfig:
     """How calls get their direction, and the bounds of the call model."""
 
-    trunk_endpoints: Annotated[
-        Globs, Doc("Trunk endpoint names (wildcards allowed) as in PJSIP/<endpoint>-0000001a.")
-    ] = ()
-    trunk_contexts: Annotated[
-        Globs, Doc("Dialplan contexts (shell-style wildcards) in which trunk calls start.")
-    ] = ("from-trunk", "from-pstn", "from-trunk-*", "from-pstn-*")
-    internal_contexts: Annotated[
-        Globs, Doc("Dialplan contexts (shell-style wildcards) of the phones.")
-    ] = ("from-internal", "from-internal-*")
-    report_internal: Annotated[
-        Flag, Doc('Also post phone-to-phone calls (with direction "in").')
-    ] = False
-    max_call_duration: Annotated[
-        float,
-        Duration(gt=0, le=7 * 86400),
-        Doc('A call still open after this long is closed with a hangup, e.g. "4h".'),
-    ] = 4 * 3600.0
-    max_calls: Annotated[
-        int,
-        Strict(),
-        Field(ge=1, le=10_000_000),
-        Doc("Calls tracked at once; beyond it the least recently active call is closed."),
-    ] = 20000
+    trunk_endpoints: Globs = ()
+    """Trunk endpoint names (wildcards allowed) as in PJSIP/<endpoint>-0000001a."""
+    trunk_contexts: Globs = ("from-trunk", "from-pstn", "from-trunk-*", "from-pstn-*")
+    """Dialplan contexts (shell-style wildcards) in which trunk calls start."""
+    internal_contexts: Globs = ("from-internal", "from-internal-*")
+    """Dialplan contexts (shell-style wildcards) of the phones."""
+    report_internal: Flag = False
+    """Also post phone-to-phone calls (with direction "in")."""
+    max_call_duration: Annotated[float, Duration(gt=0, le=7 * 86400)] = 4 * 3600.0
+    """A call still open after this long is closed with a hangup, e.g. "4h"."""
+    max_calls: Annotated[int, Count(le=10_000_000)] = 20000
+    """Calls tracked at once; beyond it the least recently active call is closed."""
 
 
 @dataclass(frozen=True, config=_SECTION)
 class NumbersConfig:
     """How external numbers are written for Zammad."""
 
-    region: Annotated[
-        Region | None,
-        Doc(
-            'ISO 3166 country of the PBX, e.g. "DE": national numbers become international. '
-            "Unset: only non-digits are removed."
-        ),
-    ] = None
+    region: Region | None = None
+    """ISO 3166 country of the PBX, e.g. "DE": national numbers become international.
+
+    Unset: only non-digits are removed."""
 
 
 def _is_loopback(host: str) -> bool:
@@ -446,17 +418,12 @@ def _is_loopback(host: str) -> bool:
 class AgiConfig:
     """The FastAGI listener for the dialplan hook."""
 
-    listen: Annotated[HostPort, Doc('FastAGI listener host:port; "" disables the hook.')] = (
-        "127.0.0.1:4573"
-    )
-    timeout: Annotated[
-        float,
-        Duration(gt=0, le=60),
-        Doc("Longest wait for Zammad's answer before the call goes on unchanged."),
-    ] = 2.0
-    allow: Annotated[
-        Networks, Doc("Peer addresses or networks allowed; required when listen is not loopback.")
-    ] = ()
+    listen: HostPort = "127.0.0.1:4573"
+    """FastAGI listener host:port; "" disables the hook."""
+    timeout: Annotated[float, Duration(gt=0, le=60)] = 2.0
+    """Longest wait for Zammad's answer before the call goes on unchanged."""
+    allow: Networks = ()
+    """Peer addresses or networks allowed; required when listen is not loopback."""
 
     @model_validator(mode="after")
     def _exposed_needs_allow(self) -> AgiConfig:
@@ -473,31 +440,27 @@ class AgiConfig:
 class SpoolConfig:
     """The durable outbox."""
 
-    path: Annotated[NonEmpty, Doc("SQLite file of the outbox.")] = (
-        "/var/lib/cti-bridge/spool.sqlite3"
-    )
+    path: NonEmpty = "/var/lib/cti-bridge/spool.sqlite3"
+    """SQLite file of the outbox."""
 
 
 @dataclass(frozen=True, config=_SECTION)
 class StatusConfig:
     """The socket ``cti-bridge status`` asks."""
 
-    socket: Annotated[NonEmpty, Doc("Unix socket path.")] = "/run/cti-bridge/status.sock"
+    socket: NonEmpty = "/run/cti-bridge/status.sock"
+    """Unix socket path."""
 
 
 @dataclass(frozen=True, config=_SECTION)
 class MetricsConfig:
     """The Prometheus endpoint."""
 
-    listen: Annotated[HostPort, Doc('host:port of /metrics, e.g. "127.0.0.1:9464"; "" is off.')] = (
-        ""
-    )
+    listen: HostPort = ""
+    """host:port of /metrics, e.g. "127.0.0.1:9464"; "" is off."""
 
 
-Users = Annotated[
-    Mapping[NonEmpty, NonEmpty],
-    Doc('Extension = "Name" posted in user[]/user (else the phone\'s CallerIDName).'),
-]
+Users = Mapping[NonEmpty, NonEmpty]
 
 
 @dataclass(frozen=True, config=_section(title="cti-bridge configuration"))
@@ -508,6 +471,7 @@ class Config:
     zammad: ZammadConfig = dataclasses.field(default_factory=ZammadConfig)
     pbx: PbxConfig = dataclasses.field(default_factory=PbxConfig)
     users: Users = dataclasses.field(default_factory=dict)
+    """Extension = "Name" posted in user[]/user (else the phone's CallerIDName)."""
     numbers: NumbersConfig = dataclasses.field(default_factory=NumbersConfig)
     agi: AgiConfig = dataclasses.field(default_factory=AgiConfig)
     spool: SpoolConfig = dataclasses.field(default_factory=SpoolConfig)
