@@ -299,7 +299,7 @@ def test_example_config_shows_the_defaults(credentials: Path) -> None:
 
 def test_example_config_documents_every_key() -> None:
     text = EXAMPLE.read_text()
-    for section, keys in config_mod._SCHEMA.items():
+    for section, keys in config_mod.file_keys().items():
         assert re.search(rf"^\[{section}\]$", text, re.MULTILINE), f"[{section}] missing"
         for key in keys:
             # Set, or shown commented out ("# key = ...").
@@ -311,7 +311,7 @@ def test_readme_config_reference_lists_every_key() -> None:
     text = README.read_text()
     reference = text[text.index("## Configuration reference") :]
     reference = reference[: reference.index("\n## ")]
-    for section, keys in config_mod._SCHEMA.items():
+    for section, keys in config_mod.file_keys().items():
         assert f"**[{section}]**" in reference, f"[{section}] missing from the README"
         for key in keys:
             assert f"`{key}`" in reference, f"[{section}] {key} missing from the README"

@@ -40,6 +40,8 @@ app = typer.Typer(
 )
 spool_app = typer.Typer(help="Look at and act on the outbox of events waiting for Zammad.")
 app.add_typer(spool_app, name="spool")
+config_app = typer.Typer(help="About the configuration file.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -239,6 +241,14 @@ def spool_purge(
     if not yes and not typer.confirm(f"Delete {what} from {cfg.spool.path}?"):
         _fail("nothing purged", 1)
     typer.echo(purge(cfg.spool.path, dead_only=dead_only))
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the config file (for editors: see README "Editor support")."""
+    from cti_bridge.config import config_json_schema
+
+    typer.echo(json.dumps(config_json_schema(), indent=2))
 
 
 @app.command()
