@@ -16,6 +16,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+[ "$(id -u)" != 0 ] || .ci/install-systemd-tree  # systemd as PID 1 for tests/e2e/test_systemd.py
 
 .venv/bin/ruff check cti_bridge tests bench
 .venv/bin/mypy
