@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ]; then
     bash .ci/install-asterisk
+    bash .ci/install-asterisk22
 else
     echo "test.sh: not root: skipping the Asterisk install (e2e tests need .ci/install-asterisk)"
 fi

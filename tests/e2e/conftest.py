@@ -1,8 +1,11 @@
-"""Fixtures of the e2e lab: one pbx+world pair per session, one fake Zammad and one daemon per
-test, the daemon's log attached to every failing test report.
+"""Fixtures of the e2e lab: one pbx+world pair per Asterisk version and session, one fake
+Zammad and one daemon per test, the daemon's log attached to every failing test report.
 
-Asterisk missing: under CI (CI=true) every e2e test fails, locally it is skipped with the
-reason. Install it with ``.ci/install-asterisk`` (as root).
+Every lab test runs on each Asterisk of ``asterisk_targets()`` (ids ``[ast16]``, ``[ast22]``;
+``CTI_E2E_ASTERISK=<path>`` picks a single one). pytest groups the tests by version, so one lab
+runs at a time. An Asterisk missing: under CI (CI=true) its tests fail, locally they are
+skipped with the reason. Install them with ``.ci/install-asterisk`` and
+``.ci/install-asterisk22`` (as root).
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ import pytest
 from tests.support.fake_zammad import FakeZammad
 
 from .expect import calls_in_order
-from .lab import Daemon, Lab, TcpProxy, asterisk_binary, daemon_available, daemon_config, lab_dir
+from .lab import (
+    AsteriskTarget,
+    Daemon,
+    Lab,
+    TcpProxy,
+    asterisk_targets,
+    daemon_available,
+    daemon_config,
+    lab_dir,
+)
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -50,13 +62,17 @@ def attach_log(request: pytest.FixtureRequest, title: str, source: Callable[[], 
     node._e2e_logs.append((title, source))
 
 
-@pytest.fixture(scope="session")
-def asterisk_bin() -> str:
-    path = asterisk_binary()
-    if path is None:
-        _unavailable("asterisk not installed: run .ci/install-asterisk as root")
-    assert path is not None
-    return path
+TARGETS = asterisk_targets()
+
+
+@pytest.fixture(scope="session", params=TARGETS, ids=[t.label for t in TARGETS])
+def asterisk_bin(request: pytest.FixtureRequest) -> str:
+    target: AsteriskTarget = request.param
+    reason = target.unavailable()
+    if reason is not None:
+        _unavailable(reason)
+    assert target.path is not None
+    return target.path
 
 
 @pytest.fixture(scope="session")

@@ -48,22 +48,82 @@ MODULE_DIRS = (
 RING_TIMEOUT = 6  # seconds every Dial()/Queue() of the pbx rings
 
 
-def asterisk_binary() -> str | None:
-    """Path of an asterisk binary that runs, or None. ``CTI_E2E_ASTERISK`` overrides the
-    lookup (e.g. a nonexistent path to see the skip/fail rule at work)."""
-    path = os.environ.get("CTI_E2E_ASTERISK") or shutil.which("asterisk")
-    if path is None and os.path.exists("/usr/sbin/asterisk"):
-        path = "/usr/sbin/asterisk"
-    if path is None:
-        return None
+ASTERISK22 = ROOT / ".ci" / "asterisk22"  # runs .ci/install-asterisk22's sid tree (root only)
+
+
+def asterisk_version(path: str) -> str | None:
+    """``asterisk -V`` of ``path`` ("Asterisk 16.28.0~dfsg-0+deb11u4"), None if it does not run."""
     try:
         out = subprocess.run([path, "-V"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return path if out.returncode == 0 and out.stdout.startswith("Asterisk") else None
+    text = out.stdout.strip()
+    return text if out.returncode == 0 and text.startswith("Asterisk ") else None
+
+
+def system_asterisk() -> str | None:
+    """The asterisk on PATH (or in /usr/sbin, often not on a user's PATH), found or not."""
+    path = shutil.which("asterisk")
+    if path is None and os.path.exists("/usr/sbin/asterisk"):
+        path = "/usr/sbin/asterisk"
+    return path
+
+
+def asterisk_binary() -> str | None:
+    """Path of an asterisk binary that runs, or None. ``CTI_E2E_ASTERISK`` overrides the
+    lookup (e.g. a nonexistent path to see the skip/fail rule at work)."""
+    path = os.environ.get("CTI_E2E_ASTERISK") or system_asterisk()
+    return path if path is not None and asterisk_version(path) is not None else None
+
+
+@dataclass(frozen=True)
+class AsteriskTarget:
+    """One Asterisk the e2e lab runs on: ``label`` is the test id (``ast16``, ``ast22``),
+    ``remedy`` says how to get it when it is missing."""
+
+    label: str
+    path: str | None
+    remedy: str
+
+    def unavailable(self) -> str | None:
+        """Why this target cannot run (None when it can)."""
+        if self.path is not None and asterisk_version(self.path) is not None:
+            return None
+        where = self.path or "PATH and /usr/sbin"
+        return f"{self.label}: no asterisk runs from {where}: {self.remedy}"
+
+
+def _label(path: str | None, default: str) -> str:
+    """``ast<major>`` from the binary's version, ``default`` when it does not run."""
+    version = asterisk_version(path) if path is not None else None
+    if version is None:
+        return default
+    return "ast" + version.split()[1].split(".")[0]
+
+
+def asterisk_targets() -> list[AsteriskTarget]:
+    """The Asterisks the e2e suite runs on: ``CTI_E2E_ASTERISK`` alone when set, otherwise the
+    machine's own (16 from .ci/install-asterisk) and 22 in its sid tree (.ci/asterisk22).
+
+    Each is labelled by its major version, or by the version its installer provides when it is
+    missing, so a missing one still shows up as a test id that skips (fails under CI=true).
+    """
+    override = os.environ.get("CTI_E2E_ASTERISK")
+    if override:
+        return [AsteriskTarget(_label(override, "ast"), override, "check CTI_E2E_ASTERISK")]
+    system = system_asterisk()
+    return [
+        AsteriskTarget(_label(system, "ast16"), system, "run .ci/install-asterisk as root"),
+        AsteriskTarget(
+            _label(str(ASTERISK22), "ast22"),
+            str(ASTERISK22),
+            "run .ci/install-asterisk22 as root (.ci/asterisk22 runs it, as root only)",
+        ),
+    ]
 
 
 def module_dir() -> str:
+    """The system Asterisk's module directory (the lab itself uses each binary's own default)."""
     for d in MODULE_DIRS:
         if os.path.isfile(os.path.join(d, "chan_pjsip.so")):
             return d
@@ -503,8 +563,6 @@ class Lab:
         lab_secret = secrets.token_hex(8)
         self._lab_secret = lab_secret
         common = {
-            "MODDIR": module_dir(),
-            "DATADIR": "/usr/share/asterisk",
             "LAB_SECRET": lab_secret,
             "RING_TIMEOUT": str(RING_TIMEOUT),
             "AGI_PORT": str(self.agi_port),
