@@ -29,9 +29,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from cti_bridge import __version__
-from cti_bridge.agi.server import NONE, AgiDecision, AgiRequest, AgiServer
+from cti_bridge.agi.decide import NONE, AgiDecision, decision_for
+from cti_bridge.agi.server import AgiServer
+from cti_bridge.agi.wire import AgiRequest
 from cti_bridge.ami.client import AmiClient
-from cti_bridge.calls.tracker import IN, OUT, CallRules, CallTracker
+from cti_bridge.calls.tracker import IN, CallRules, CallTracker
 from cti_bridge.config import Config
 from cti_bridge.events import CtiEvent
 from cti_bridge.numbers import NumberPlan
@@ -233,16 +235,12 @@ class Daemon:
             return NONE
         self._commit_staged()
         answer = await self.delivery.submit_and_wait(event, self.cfg.agi.timeout)
-        if answer is None:
-            return NONE
-        if answer.action == "reject" and event["direction"] == IN:
+        decision = decision_for(event, answer, self.numbers.caller_id)
+        if decision.action == "reject":
             log.info("call %s: Zammad rejects caller %s", event["callId"], event["from"])
-            return AgiDecision("reject")
-        if answer.action == "dial" and event["direction"] == OUT and answer.caller_id:
-            caller_id = self.numbers.caller_id(answer.caller_id)
-            log.info("call %s: Zammad sets caller id %s", event["callId"], caller_id)
-            return AgiDecision("dial", caller_id)
-        return NONE
+        elif decision.action == "dial":
+            log.info("call %s: Zammad sets caller id %s", event["callId"], decision.caller_id)
+        return decision
 
     # ------------------------------------------------------------------ state
 
