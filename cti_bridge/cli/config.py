@@ -6,9 +6,7 @@ import json
 
 import typer
 
-from cti_bridge.cli.app import (
-    app,
-)
+from cti_bridge.cli.app import app
 
 config_app = typer.Typer(help="About the configuration file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")

@@ -10,13 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cti_bridge.cli.app import (
-    EXIT_CONFIG,
-    ConfigOpt,
-    app,
-    fail,
-    load_or_exit,
-)
+from cti_bridge.cli.app import EXIT_CONFIG, ConfigOpt, app, fail, load_or_exit
 from cti_bridge.config import CONFIG_ENV
 
 

@@ -7,12 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cti_bridge.cli.app import (
-    ConfigOpt,
-    app,
-    load_or_exit,
-    setup_logging,
-)
+from cti_bridge.cli.app import ConfigOpt, app, load_or_exit, setup_logging
 
 
 @app.command()

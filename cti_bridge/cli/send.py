@@ -8,13 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cti_bridge.cli.app import (
-    EXIT_CONFIG,
-    ConfigOpt,
-    app,
-    fail,
-    load_or_exit,
-)
+from cti_bridge.cli.app import EXIT_CONFIG, ConfigOpt, app, fail, load_or_exit
 
 
 @app.command()

@@ -6,12 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cti_bridge.cli.app import (
-    ConfigOpt,
-    app,
-    fail,
-    load_or_exit,
-)
+from cti_bridge.cli.app import ConfigOpt, app, fail, load_or_exit
 
 spool_app = typer.Typer(help="Look at and act on the outbox of events waiting for Zammad.")
 app.add_typer(spool_app, name="spool")

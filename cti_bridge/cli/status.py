@@ -13,14 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cti_bridge.cli.app import (
-    EXIT_CONFIG,
-    ConfigOpt,
-    app,
-    fail,
-    load_or_exit,
-    setup_logging,
-)
+from cti_bridge.cli.app import EXIT_CONFIG, ConfigOpt, app, fail, load_or_exit, setup_logging
 from cti_bridge.config import StatusConfig, default_config_path
 
 
