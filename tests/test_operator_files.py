@@ -24,7 +24,9 @@ from typing import Any
 import pytest
 
 from cti_bridge import config as config_mod
-from cti_bridge.agi.server import AgiDecision, AgiRequest, AgiServer
+from cti_bridge.agi.decide import AgiDecision
+from cti_bridge.agi.server import AgiServer
+from cti_bridge.agi.wire import AgiRequest
 from cti_bridge.ami.protocol import DEFAULT_WANTED_EVENTS
 from cti_bridge.config import (
     DEFAULT_CONFIG_PATH,

@@ -2,8 +2,10 @@
 
 Why FastAGI and not AMI: ``AGI()`` blocks the channel until we close the socket, so a decision
 is applied before ``Dial()`` runs, whereas an AMI action arrives after phones already ring
-(docs/asterisk-ami.md §4). panoramisk's fast_agi is not used (it takes an inline ``HANGUP`` line
-as the next reply, §5 item 10); this is a small dedicated server.
+(docs/asterisk-ami.md#11-acting-on-a-call-ami-is-too-late-fastagi-is-in-time). The dialogue
+itself is in :mod:`cti_bridge.agi.wire`, the mapping of Zammad's answer in
+:mod:`cti_bridge.agi.decide`; this module holds the listener, one session per connection and
+the allow-list.
 
 Dialplan contract (public, documented in the README)::
 
@@ -45,166 +47,35 @@ import contextlib
 import ipaddress
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import AsyncIterator
+from typing import Any
 
+from cti_bridge.agi.decide import ACTIONS, NONE, AgiDecision, Decide, valid_caller_id
+from cti_bridge.agi.wire import (
+    MAX_ENV_BYTES,
+    MAX_ENV_LINES,
+    MAX_LINE,
+    AgiProtocolError,
+    AgiReply,
+    AgiRequest,
+    agi_command,
+    build_request,
+    parse_env,
+    parse_reply,
+    short,
+)
 from cti_bridge.config import AgiConfig, redact_url, split_listen
 
 log = logging.getLogger(__name__)
 
-Action = Literal["reject", "dial", "none"]
-ACTIONS: tuple[Action, ...] = ("reject", "dial", "none")
-# script path -> whether the daemon itself hangs up a rejected call
+#: Script path -> whether the daemon itself hangs up a rejected call.
 SCRIPTS = {"newcall": True, "decide": False}
 ACTION_VARIABLE = "CTI_ACTION"
+#: Q.850 "user busy": PJSIP answers 486, and the cause table maps it to Zammad's ``busy``.
 HANGUP_CAUSE_BUSY = 17
-
 MAX_CONNECTIONS = 256
-MAX_LINE = 4096  # one agi_* line; Asterisk's longest values (callerid names, args) fit easily
-MAX_ENV_LINES = 128  # ~25 standard variables plus agi_arg_N
-MAX_ENV_BYTES = 32 * 1024
 
-CALLER_ID_RE = re.compile(r"\+?[0-9]{1,20}")
-_ENV_KEY = re.compile(r"agi_[a-z0-9_]{1,40}")
 _LINKEDID = re.compile(r"[!-~]{1,128}")  # printable ASCII, no spaces
-_REPLY_OTHER = re.compile(r"([1-5][0-9]{2})(?:$|[ -])")
-_REPLY_200 = re.compile(r"200 result=(-?\d+)(?: \((.*)\))?(?: endpos=\d+)?")
-
-
-@dataclass(frozen=True)
-class AgiRequest:
-    network_script: str
-    channel: str
-    uniqueid: str
-    linkedid: str
-    callerid: str
-    calleridname: str
-    callingpres: str
-    dnid: str
-    context: str
-    extension: str
-    args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def to(self) -> str:
-        """Where the call goes: argument 1, else the extension, else the dialled number."""
-        if self.args and self.args[0]:
-            return self.args[0]
-        ext = self.extension
-        if ext and ext.lstrip("+").isdigit():
-            return ext
-        if self.dnid and self.dnid != "unknown":
-            return self.dnid
-        return ext
-
-    @property
-    def queue(self) -> str | None:
-        return self.args[1] if len(self.args) > 1 and self.args[1] else None
-
-
-@dataclass(frozen=True)
-class AgiDecision:
-    action: Action = "none"
-    caller_id: str | None = None
-
-
-NONE = AgiDecision("none")
-Decide = Callable[[AgiRequest], Awaitable[AgiDecision]]
-
-
-class AgiProtocolError(Exception):
-    """The peer broke the FastAGI dialogue (bad env or reply, stall): drop the connection."""
-
-
-@dataclass(frozen=True)
-class AgiReply:
-    code: int
-    result: int | None = None
-    data: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.code == 200
-
-
-def parse_env(lines: list[str]) -> dict[str, str]:
-    """Parse ``agi_key: value`` lines; anything else makes the whole environment malformed."""
-    env: dict[str, str] = {}
-    for line in lines:
-        key, sep, value = line.partition(":")
-        if not sep or not _ENV_KEY.fullmatch(key):
-            raise AgiProtocolError(f"malformed environment line {_short(line)}")
-        env[key] = value[1:] if value.startswith(" ") else value
-    if "agi_network_script" not in env and "agi_request" not in env:
-        raise AgiProtocolError("environment without agi_network_script/agi_request")
-    return env
-
-
-def env_args(env: dict[str, str]) -> list[str]:
-    """``agi_arg_1..N`` in order; a gap ends the list (Asterisk numbers them contiguously)."""
-    args: list[str] = []
-    while f"agi_arg_{len(args) + 1}" in env:
-        args.append(env[f"agi_arg_{len(args) + 1}"])
-    return args
-
-
-def build_request(env: dict[str, str], linkedid: str | None) -> AgiRequest:
-    script = env.get("agi_network_script")
-    if script is None:  # derive from agi_request = agi://host:port/script
-        script = env.get("agi_request", "").split("://", 1)[-1].partition("/")[2]
-    uniqueid = env.get("agi_uniqueid", "")
-    return AgiRequest(
-        network_script=script.strip("/"),
-        channel=env.get("agi_channel", ""),
-        uniqueid=uniqueid,
-        linkedid=linkedid or uniqueid,
-        callerid=env.get("agi_callerid", ""),
-        calleridname=env.get("agi_calleridname", ""),
-        callingpres=env.get("agi_callingpres", ""),
-        dnid=env.get("agi_dnid", ""),
-        context=env.get("agi_context", ""),
-        extension=env.get("agi_extension", ""),
-        args=env_args(env),
-        env=env,
-    )
-
-
-def parse_reply(line: str) -> AgiReply:
-    m = _REPLY_200.fullmatch(line)
-    if m:
-        return AgiReply(200, int(m.group(1)), m.group(2))
-    m = _REPLY_OTHER.match(line)
-    if m:
-        return AgiReply(int(m.group(1)))
-    raise AgiProtocolError(f"unexpected reply {_short(line)}")
-
-
-def quote_arg(value: str) -> str:
-    """Quote one AGI command argument; CR, LF and NUL can never be sent (they end a command)."""
-    if any(c in value for c in "\r\n\0"):
-        raise ValueError("AGI argument contains a line break")
-    if value and not any(c in value for c in ' \t"\\'):
-        return value
-    # res_agi's parse_args: double quotes group, backslash escapes the next character.
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def agi_command(verb: str, *args: str) -> str:
-    """``verb`` is one of our literals (``GET VARIABLE``, ``EXEC``); only ``args`` carry data."""
-    return " ".join([verb, *(quote_arg(a) for a in args)])
-
-
-def valid_caller_id(value: object) -> str | None:
-    if isinstance(value, str) and CALLER_ID_RE.fullmatch(value):
-        return value
-    return None
-
-
-def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _redacted(exc: BaseException) -> str:
@@ -399,8 +270,8 @@ class AgiServer:
         if request.network_script not in SCRIPTS:
             log.warning(
                 "FastAGI: unknown script %s from %s, answering none",
-                _short(request.network_script),
-                _short(request.channel),
+                short(request.network_script),
+                short(request.channel),
             )
             decision = NONE
         elif s.hungup:
@@ -427,7 +298,7 @@ class AgiServer:
             return NONE
         if not isinstance(decision, AgiDecision) or decision.action not in ACTIONS:
             self.errors += 1
-            log.error("FastAGI: invalid decision %s, letting the call through", _short(decision))
+            log.error("FastAGI: invalid decision %s, letting the call through", short(decision))
             return NONE
         return decision
 
@@ -439,7 +310,7 @@ class AgiServer:
             if caller_id is None:
                 log.warning(
                     "FastAGI: ignoring invalid caller id %s for call %s",
-                    _short(decision.caller_id),
+                    short(decision.caller_id),
                     request.linkedid,
                 )
                 action = "none"

@@ -1,6 +1,8 @@
 """The AMI side: bytes from Asterisk in, plain ``{header: value}`` event dicts out.
 
 ``protocol`` splits and parses the wire frames (lean, bounded, UTF-8 safe); ``client`` owns the
-panoramisk Manager: login, reconnect, the ping watchdog, the channel listing used to resync, and
-the few actions the bridge sends (Hangup). Nothing here knows about calls.
+panoramisk Manager (``manager``): login, reconnect and the few actions the bridge sends (Hangup),
+with the ping ``watchdog``, the channel listing used to resync (``resync``), the guarded event
+callback (``sink``) and what ``cti-bridge check`` asks (``checks``) beside it. Nothing here
+knows about calls.
 """

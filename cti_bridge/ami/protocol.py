@@ -254,36 +254,7 @@ class LeanAMIProtocol(AMIProtocol):
             log.exception("AMI input could not be processed; resynchronising at next frame")
 
     def _data_received(self, data: bytes) -> None:
-        text = self._decoder.decode(data)
-        if "\x00" in text:
-            text = text.replace("\x00", "")
-            self._rlog("nul", logging.WARNING, "AMI input contained NUL bytes; removed")
-        if self._skipping:
-            text = self._skip(text)
-            if not text:
-                return
-        buf = self._buf + text if self._buf else text
-        if self._banner:
-            buf = self._strip_banner(buf)
-            if self._banner:
-                self._buf = buf
-                return
-        # Asterisk ends lines with CRLF: split on it as sent. Replacing every CRLF with LF first
-        # (to also take bare-LF input) cost a pass over each read as long as the whole parse.
-        # Bare LFs still work: an LF-only stream is split on LF LF, and a piece that turns out to
-        # hold LF-only lines or frames goes to the careful path in _frame.
-        frames = buf.split("\r\n\r\n" if "\r" in buf else "\n\n")
-        rest = frames.pop()
-        if "\n\n" in rest:  # LF LF frames in a CRLF stream (rest is short: a partial frame)
-            more = _BLANK_LINE.split(rest)
-            rest = more.pop()  # as received: a CRLF CRLF cut between reads must stay intact
-            frames += more
-        if len(rest) > self._max_frame:
-            self._oversized(len(rest))
-            self._skipping = True
-            self._skip_tail = rest[-3:]
-            rest = ""
-        self._buf = rest
+        frames = self._split_frames(data)
         if not frames:
             return
         # Inline fast path for the bulk of the stream: an unwanted event that is not part of a
@@ -318,6 +289,40 @@ class LeanAMIProtocol(AMIProtocol):
             now = time.time()
             stats.last_event_at = now
             self._storm_check(now)
+
+    def _split_frames(self, data: bytes) -> list[str]:
+        """Decode one read and cut it into whole frames; a partial frame waits in ``_buf``."""
+        text = self._decoder.decode(data)
+        if "\x00" in text:
+            text = text.replace("\x00", "")
+            self._rlog("nul", logging.WARNING, "AMI input contained NUL bytes; removed")
+        if self._skipping:
+            text = self._skip(text)
+            if not text:
+                return []
+        buf = self._buf + text if self._buf else text
+        if self._banner:
+            buf = self._strip_banner(buf)
+            if self._banner:
+                self._buf = buf
+                return []
+        # Asterisk ends lines with CRLF: split on it as sent. Replacing every CRLF with LF first
+        # (to also take bare-LF input) cost a pass over each read as long as the whole parse.
+        # Bare LFs still work: an LF-only stream is split on LF LF, and a piece that turns out to
+        # hold LF-only lines or frames goes to the careful path in _frame.
+        frames = buf.split("\r\n\r\n" if "\r" in buf else "\n\n")
+        rest = frames.pop()
+        if "\n\n" in rest:  # LF LF frames in a CRLF stream (rest is short: a partial frame)
+            more = _BLANK_LINE.split(rest)
+            rest = more.pop()  # as received: a CRLF CRLF cut between reads must stay intact
+            frames += more
+        if len(rest) > self._max_frame:
+            self._oversized(len(rest))
+            self._skipping = True
+            self._skip_tail = rest[-3:]
+            rest = ""
+        self._buf = rest
+        return frames
 
     def _skip(self, text: str) -> str:
         """Drop input up to and including the next blank line; return what follows it."""

@@ -1,5 +1,16 @@
-"""The ``cti-bridge`` command line (typer): each command is a thin shell over one part."""
+"""The ``cti-bridge`` command line (typer): each command is a thin shell over one part.
+
+Importing the package registers every command group on the app, whichever module is imported.
+"""
+
+import importlib
 
 from cti_bridge.cli.app import app, main
+
+# Each module registers its commands on ``app`` when imported; ``--help`` lists them in this
+# order, the order an operator meets them in (run it, watch it, test it, then the tools).
+COMMAND_MODULES = ("run", "status", "send", "replay", "spool", "config")
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"cti_bridge.cli.{_name}")
 
 __all__ = ["app", "main"]

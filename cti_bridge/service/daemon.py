@@ -1,13 +1,12 @@
 """Wiring and lifecycle of ``cti-bridge run``.
 
 Data flows one way: AMI -> tracker -> outbox -> Zammad. Zammad's decisions come back only
-through the FastAGI hook (and, best effort, as an AMI Hangup for calls without the hook).
-The AMI callback is synchronous and cheap: it feeds the pure tracker and stages what comes out;
-the staged CTI events are committed to the outbox in one transaction once the current AMI read
-has been parsed (``loop.call_soon``: the same loop pass, well under a millisecond later). A
-commit per event cost a fifth of the daemon's CPU under load; a crash inside that window loses
-no more than the AMI bytes still unread in the socket would. Every other producer (resync, the
-tracker's timer, FastAGI) commits the staged events first, so a call's events keep their order.
+through the FastAGI hook (and, best effort, as an AMI Hangup for calls without the hook:
+docs/asterisk-ami.md#11-acting-on-a-call-ami-is-too-late-fastagi-is-in-time). The AMI callback
+is synchronous and cheap: it feeds the pure tracker and stages what comes out
+(:mod:`cti_bridge.service.staging` commits it once per AMI read). Every other producer (resync,
+the tracker's timer, FastAGI) commits the staged events first, so a call's events keep their
+order.
 
 Nothing polls. The tracker's time-driven work (releasing a held newCall, closing a call that
 went silent) runs from one ``loop.call_at`` timer, armed at ``CallTracker.next_deadline()``
@@ -23,21 +22,24 @@ import contextlib
 import functools
 import logging
 import signal
-import sqlite3
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from cti_bridge import __version__
-from cti_bridge.agi.server import NONE, AgiDecision, AgiRequest, AgiServer
+from cti_bridge.agi.decide import NONE, AgiDecision, decision_for
+from cti_bridge.agi.server import AgiServer
+from cti_bridge.agi.wire import AgiRequest
 from cti_bridge.ami.client import AmiClient
-from cti_bridge.calls.tracker import IN, OUT, CallRules, CallTracker
+from cti_bridge.calls.tracker import IN, CallRules, CallTracker
 from cti_bridge.config import Config
 from cti_bridge.events import CtiEvent
 from cti_bridge.numbers import NumberPlan
 from cti_bridge.outbox.store import Outbox
 from cti_bridge.service.metrics import Metrics
+from cti_bridge.service.readiness import Readiness
 from cti_bridge.service.sdnotify import Notifier
+from cti_bridge.service.staging import StagedEvents
 from cti_bridge.service.status import StatusServer
 from cti_bridge.zammad.client import ZammadAnswer, ZammadClient
 from cti_bridge.zammad.delivery import Delivery
@@ -45,9 +47,6 @@ from cti_bridge.zammad.delivery import Delivery
 log = logging.getLogger("cti_bridge")
 
 STOP_GRACE = 5.0
-READY_GRACE = 20.0  # READY=1 at the first AMI login, or after this long without one
-STAGE_RETRY = 1.0  # seconds between tries to write held events when the spool failed
-MAX_STAGED = 200_000  # CTI events held in memory while the spool cannot be written
 
 
 class Daemon:
@@ -65,7 +64,7 @@ class Daemon:
             self.client,
             cfg.zammad,
             observer=self.metrics.observe_post if self.metrics else None,
-            on_state=lambda _state: self._update_status(),
+            on_state=lambda _state: self.readiness.update(),
         )
         self.ami = AmiClient(
             cfg.ami, self._on_ami_event, on_resync=self._on_resync, on_state=self._on_ami_state
@@ -73,30 +72,23 @@ class Daemon:
         self.agi = AgiServer(cfg.agi, self._decide) if cfg.agi.listen else None
         self.numbers = NumberPlan(cfg.numbers)  # Zammad's caller ID on its way to Asterisk
         self.status_server = StatusServer(cfg.status.socket, self.snapshot)
-        self.notifier = Notifier.from_env()
+        self.readiness = Readiness(Notifier.from_env(), self._status_line)
+        self.staged = StagedEvents(self._submit)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._bg: set[asyncio.Task[Any]] = set()
-        self._ready_sent = False
-        self._ready_timer: asyncio.TimerHandle | None = None
         self._tick_timer: asyncio.TimerHandle | None = None
         self._rearm_due = False  # a _rearm is scheduled for this loop pass
         self._closing = False  # shutdown began: no more tracker timer
-        self._last_status = ""
         self._resync_mark: int | None = None
         self._was_connected = False
-        self._staged: list[CtiEvent] = []
-        self._stage_retry: asyncio.TimerHandle | None = None
-        self._stage_failing = False
 
     # ------------------------------------------------------------------ AMI -> tracker -> outbox
 
     def _on_ami_event(self, event: Mapping[str, str]) -> None:
         out = self.tracker.feed(event)
         if out:
-            if not self._staged and self._stage_retry is None:
-                asyncio.get_running_loop().call_soon(self._commit_staged)
-            self._staged += out
+            self.staged.stage(out)
         if not self._rearm_due:  # once per AMI read, not per event
             self._rearm_due = True
             asyncio.get_running_loop().call_soon(self._rearm)
@@ -104,7 +96,7 @@ class Daemon:
     def _rearm(self) -> None:
         """Keep one timer at the tracker's next deadline; none when nothing is due."""
         self._rearm_due = False
-        self._update_status()
+        self.readiness.update()
         due = None if self._closing else self.tracker.next_deadline()
         timer = self._tick_timer
         if timer is not None:
@@ -120,44 +112,8 @@ class Daemon:
         # The loop may fire a timer a clock resolution early: the tick is at least ``due``.
         out = self.tracker.tick(max(time.monotonic(), due))
         if out:
-            self._dispatch(out)
+            self.staged.dispatch(out)
         self._rearm()
-
-    def _commit_staged(self) -> None:
-        """Commit the staged events; if the spool cannot be written, keep them and retry.
-
-        A spool locked by ``cti-bridge spool`` beyond the busy timeout, or a full disk, must
-        not cost the events the tracker has already produced (AMI will not send them again).
-        """
-        if self._stage_retry is not None:
-            self._stage_retry.cancel()
-            self._stage_retry = None
-        if not self._staged:
-            return
-        staged, self._staged = self._staged, []
-        try:
-            self._submit(staged)
-        except (sqlite3.Error, OSError) as exc:
-            self._staged[:0] = staged
-            dropped = len(self._staged) - MAX_STAGED
-            if dropped > 0:
-                del self._staged[:dropped]
-                log.error("spool unwritable: %d oldest CTI event(s) dropped from memory", dropped)
-            if not self._stage_failing:
-                log.error(
-                    "cannot write %d CTI event(s) to the spool (%s); keeping them in memory, "
-                    "retrying every %.0f s",
-                    len(self._staged),
-                    exc,
-                    STAGE_RETRY,
-                )
-            self._stage_failing = True
-            loop = asyncio.get_running_loop()
-            self._stage_retry = loop.call_later(STAGE_RETRY, self._commit_staged)
-            return
-        if self._stage_failing:
-            self._stage_failing = False
-            log.warning("spool writable again: %d held CTI event(s) written", len(staged))
 
     def _on_resync(self, channels: list[dict[str, str]]) -> None:
         out = self.tracker.resync(channels, since=self._resync_mark)
@@ -168,12 +124,8 @@ class Daemon:
             len(out),
         )
         if out:
-            self._dispatch(out)
+            self.staged.dispatch(out)
         self._rearm()
-
-    def _dispatch(self, events: list[CtiEvent]) -> None:
-        self._staged += events  # behind anything staged: each call's events keep their order
-        self._commit_staged()
 
     def _submit(self, events: list[CtiEvent]) -> None:
         ids = self.delivery.submit_many(events)
@@ -231,18 +183,14 @@ class Daemon:
         self._rearm()
         if event is None:
             return NONE
-        self._commit_staged()
+        self.staged.commit()
         answer = await self.delivery.submit_and_wait(event, self.cfg.agi.timeout)
-        if answer is None:
-            return NONE
-        if answer.action == "reject" and event["direction"] == IN:
+        decision = decision_for(event, answer, self.numbers.caller_id)
+        if decision.action == "reject":
             log.info("call %s: Zammad rejects caller %s", event["callId"], event["from"])
-            return AgiDecision("reject")
-        if answer.action == "dial" and event["direction"] == OUT and answer.caller_id:
-            caller_id = self.numbers.caller_id(answer.caller_id)
-            log.info("call %s: Zammad sets caller id %s", event["callId"], caller_id)
-            return AgiDecision("dial", caller_id)
-        return NONE
+        elif decision.action == "dial":
+            log.info("call %s: Zammad sets caller id %s", event["callId"], decision.caller_id)
+        return decision
 
     # ------------------------------------------------------------------ state
 
@@ -283,25 +231,9 @@ class Daemon:
             # Logged in: the resync listing is requested now; channels born later are newer.
             self._resync_mark = self.tracker.mark()
         self._was_connected = connected
-        if connected and not self._ready_sent:
-            self._ready_sent = True
-            self.notifier.ready(self._status_line())
-        self._update_status()
-
-    def _update_status(self) -> None:
-        line = self._status_line()
-        if line != self._last_status:
-            self._last_status = line
-            self.notifier.status(line)
-
-    def _ready_anyway(self) -> None:
-        self._ready_timer = None
-        if not self._ready_sent:
-            # The PBX is down at boot: report ready anyway, so that systemd does not kill
-            # and restart us in a loop while the outbox and the AGI hook are needed.
-            self._ready_sent = True
-            self.notifier.ready(self._status_line())
-            log.warning("AMI not logged in after %.0f s; running without it", READY_GRACE)
+        if connected:
+            self.readiness.ready()
+        self.readiness.update()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -333,31 +265,25 @@ class Daemon:
             await self.agi.start()
         if self.metrics is not None:
             self.metrics.start(self.cfg.metrics.listen)
-        self._ready_timer = loop.call_later(READY_GRACE, self._ready_anyway)
+        self.readiness.start()
         await self.ami.start()
         self._rearm()  # calls restored from the outbox
-        self._tasks = [asyncio.ensure_future(self.notifier.run_watchdog())]
+        self._tasks = [asyncio.ensure_future(self.readiness.notifier.run_watchdog())]
         await self._stop.wait()
         await self.shutdown()
         return 0
 
     async def shutdown(self) -> None:
         log.info("stopping: no more AMI events; finishing posts in flight for %.0f s", STOP_GRACE)
-        self.notifier.stopping()
+        self.readiness.stop()
         self._closing = True
-        for timer in (self._ready_timer, self._tick_timer):
-            if timer is not None:
-                timer.cancel()
-        self._ready_timer = self._tick_timer = None
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
+            self._tick_timer = None
         await self.ami.stop()
         if self.agi is not None:
             await self.agi.stop()
-        self._staged += self.tracker.flush()
-        self._commit_staged()
-        if self._stage_retry is not None:
-            self._stage_retry.cancel()
-            self._stage_retry = None
-            log.error("spool unwritable at exit: %d CTI event(s) lost", len(self._staged))
+        self.staged.close(self.tracker.flush())
         for task in [*self._tasks, *self._bg]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._bg, return_exceptions=True)
@@ -368,7 +294,7 @@ class Daemon:
             await asyncio.to_thread(self.metrics.stop)
         left = self.outbox.count()
         self.outbox.close()
-        self.notifier.close()
+        self.readiness.notifier.close()
         log.info("stopped; %d event(s) stay in the outbox for the next start", left)
 
 

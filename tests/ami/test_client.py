@@ -4,63 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 
 from cti_bridge.ami.client import AmiClient
-from cti_bridge.config import AmiConfig
+from cti_bridge.ami.manager import LinkState
+from tests.support.ami_client import SECRET, chan, running
 from tests.support.fake_ami import FakeAmi, Recorder, ami_config, marker_event
 
 pytestmark = pytest.mark.timeout(30)
-
-SECRET = "very-s3cret-pw"
-
-
-@asynccontextmanager
-async def running(
-    server: FakeAmi,
-    rec: Recorder | None = None,
-    on_event: Callable[[dict[str, str]], None] | None = None,
-    **kwargs: Any,
-) -> AsyncIterator[AmiClient]:
-    rec = rec or Recorder()
-    cfg_over = {k: kwargs.pop(k) for k in list(kwargs) if k in AmiConfig.__dataclass_fields__}
-    client = AmiClient(
-        ami_config(server, **cfg_over),
-        on_event or rec.on_event,
-        on_resync=rec.on_resync,
-        on_state=rec.on_state,
-        **kwargs,
-    )
-    await client.start()
-    try:
-        yield client
-    finally:
-        await client.stop()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeAmi]:
-    srv = FakeAmi(secret=SECRET)
-    await srv.start()
-    yield srv
-    await srv.stop()
-
-
-def chan(n: int) -> dict[str, str]:
-    return {
-        "Channel": f"PJSIP/carrier-{n:08x}",
-        "ChannelState": "6",
-        "ChannelStateDesc": "Up",
-        "CallerIDNum": "491710000001",
-        "Uniqueid": f"1700000000.{n}",
-        "Linkedid": f"1700000000.{n}",
-        "Application": "Dial",
-        "Duration": "00:00:12",
-    }
 
 
 async def test_login_and_events_arrive_in_order_as_plain_dicts(server: FakeAmi) -> None:
@@ -95,79 +47,6 @@ async def test_wanted_events_are_configurable(server: FakeAmi) -> None:
         await server.send_raw(marker_event("end"))
         await rec.wait_marker("end")
         assert [e["Event"] for e in rec.events] == ["VarSet", "UserEvent"]
-
-
-async def test_resync_after_every_login_and_events_after_reconnect(server: FakeAmi) -> None:
-    rec = Recorder()
-    server.channels = [chan(1), chan(2)]
-    async with running(server, rec) as client:
-        await rec.wait(lambda: len(rec.resyncs) == 1)
-        assert [c["Channel"] for c in rec.resyncs[0]] == [chan(1)["Channel"], chan(2)["Channel"]]
-        assert rec.resyncs[0][0]["Uniqueid"] == "1700000000.1"
-        assert all("content" not in c for c in rec.resyncs[0])
-        # list items are the action's answer, not events for the tracker
-        assert not rec.named("CoreShowChannel")
-
-        server.channels = [chan(2), chan(3)]  # 1 ended and 3 began while we were blind
-        server.disconnect_all()
-        await server.wait_login(2)
-        await rec.wait(lambda: len(rec.resyncs) == 2)
-        assert [c["Uniqueid"] for c in rec.resyncs[1]] == ["1700000000.2", "1700000000.3"]
-        assert client.reconnects == 1
-        await server.send_event({"Event": "Hangup", "Uniqueid": "1700000000.3", "Cause": "16"})
-        await rec.wait(lambda: rec.named("Hangup"))
-        assert client.connected
-
-
-async def test_resync_with_empty_list_is_still_reported(server: FakeAmi) -> None:
-    rec = Recorder()
-    async with running(server, rec):
-        await rec.wait(lambda: rec.resyncs)
-        assert rec.resyncs == [[]]
-
-
-async def test_resync_is_delivered_in_stream_order(server: FakeAmi) -> None:
-    """Events interleaved in the list reach on_event; those after it come after on_resync."""
-    order: list[str] = []
-    rec = Recorder()
-
-    def on_event(ev: dict[str, str]) -> None:
-        order.append(ev["Event"])
-        rec.on_event(ev)
-
-    def on_resync(chans: list[dict[str, str]]) -> None:
-        order.append(f"resync:{len(chans)}")
-        rec.on_resync(chans)
-
-    server.channels = [chan(1), chan(2)]
-    server.list_interleave = [{"Event": "Newchannel", "Uniqueid": "9.9"}]
-    client = AmiClient(ami_config(server), on_event, on_resync=on_resync)
-    await client.start()
-    try:
-        await rec.wait(lambda: rec.resyncs)
-        await server.send_event({"Event": "Hangup", "Uniqueid": "9.9"})
-        await rec.wait(lambda: rec.named("Hangup"))
-        assert order[-3:] == ["Newchannel", "resync:2", "Hangup"]
-    finally:
-        await client.stop()
-
-
-async def test_resync_not_permitted_is_logged_and_nothing_called(
-    server: FakeAmi, caplog: pytest.LogCaptureFixture
-) -> None:
-    server.denied = {"coreshowchannels"}
-    rec = Recorder()
-    with caplog.at_level(logging.INFO, logger="cti_bridge"):
-        async with running(server, rec) as client:
-            assert await client.wait_logged_in(5)
-            await rec.wait(lambda: "CoreShowChannels refused" in caplog.text)
-            await server.send_raw(marker_event("still-alive"))
-            await rec.wait_marker("still-alive")
-            assert rec.resyncs == []
-            assert client.connected
-            checks = await client.check(2)
-            assert ("AMI CoreShowChannels (resync)", False) in [(n, ok) for n, ok, _ in checks]
-    assert "Permission denied" in caplog.text
 
 
 async def test_login_refused_then_recovers_without_restart(
@@ -229,52 +108,6 @@ async def test_utf8_character_split_across_reads(server: FakeAmi) -> None:
         assert client.stats.frames_malformed == 0
 
 
-async def test_raising_callback_does_not_kill_the_connection(
-    server: FakeAmi, caplog: pytest.LogCaptureFixture
-) -> None:
-    rec = Recorder()
-
-    def on_event(ev: dict[str, str]) -> None:
-        if ev.get("Uniqueid") == "boom":
-            raise RuntimeError("tracker bug")
-        rec.on_event(ev)
-
-    async with running(server, rec, on_event=on_event) as client:
-        assert await client.wait_logged_in(5)
-        for _ in range(3):
-            await server.send_event({"Event": "Newchannel", "Uniqueid": "boom"})
-        await server.send_event({"Event": "Newchannel", "Uniqueid": "ok"})
-        await rec.wait(lambda: rec.named("Newchannel"))
-        assert client.stats.callback_errors == 3
-        assert client.connected and client.reconnects == 0
-        assert server.logins_ok == 1
-    assert caplog.text.count("AMI event handler failed") == 1, "rate-limited per kind"
-
-
-async def test_half_open_connection_is_detected_and_reconnected(server: FakeAmi) -> None:
-    rec = Recorder()
-    async with running(server, rec) as client:
-        assert await client.wait_logged_in(5)
-        server.stalled = True
-        await rec.wait(lambda: not client.connected)
-        assert client.last_error is not None and "ping timeout" in client.last_error
-        server.stalled = False
-        await server.wait_login(2)
-        assert await client.wait_logged_in(5)
-        await server.send_raw(marker_event("after"))
-        await rec.wait_marker("after")
-        assert client.reconnects == 1
-
-
-async def test_unanswered_login_is_dropped_and_retried(server: FakeAmi) -> None:
-    server.stalled = True  # banner, then silence
-    async with running(server) as client:
-        await server.wait_for(lambda: client.last_error == "AMI login not answered")
-        assert not client.connected and not client.login_failed
-        server.stalled = False
-        assert await client.wait_logged_in(5)
-
-
 async def test_hangup_action_reaches_the_server(server: FakeAmi) -> None:
     server.channels = [chan(5)]
     async with running(server) as client:
@@ -288,31 +121,6 @@ async def test_hangup_when_not_connected_returns_false(server: FakeAmi) -> None:
     await server.stop()
     async with running(server) as client:
         assert await client.hangup("PJSIP/x") is False
-
-
-async def test_check_reports_what_it_can(server: FakeAmi) -> None:
-    server.channels = [chan(1)]
-    async with running(server) as client:
-        checks = await client.check(3)
-        names = [n for n, _, _ in checks]
-        assert names == [
-            "AMI login",
-            "AMI CoreShowChannels (resync)",
-            "AMI system events",
-            "AMI call events",
-        ]
-        assert all(ok for _, ok, _ in checks)
-        assert "1 active channel" in checks[1][2]
-
-
-async def test_check_reports_login_failure(server: FakeAmi) -> None:
-    server.accept_logins = False
-    async with running(server) as client:
-        checks = await client.check(0.5)
-        assert len(checks) == 1
-        name, ok, detail = checks[0]
-        assert name == "AMI login" and not ok and "AMI login failed" in detail
-        assert SECRET not in detail
 
 
 async def test_shutdown_event_then_reconnect(server: FakeAmi) -> None:
@@ -347,22 +155,19 @@ async def test_on_state_called_on_changes(server: FakeAmi) -> None:
         assert await client.wait_logged_in(5)
 
 
-async def test_unanswered_pings_during_a_flood_do_not_drop_the_link(server: FakeAmi) -> None:
-    """A Pong queued behind a flood of events is late, not lost: the link stays up."""
+async def test_link_state_follows_the_connection(server: FakeAmi) -> None:
     rec = Recorder()
-    dispatch = server._dispatch
-
-    async def no_pong(client: Any, headers: list[tuple[str, str]]) -> bool:
-        if any(k.lower() == "action" and v.lower() == "ping" for k, v in headers):
-            return True  # swallowed: as if queued behind the events
-        return await dispatch(client, headers)
-
-    server._dispatch = no_pong  # type: ignore[method-assign]
-    async with running(server, rec, ping_timeout=0.3) as client:
+    client = AmiClient(ami_config(server), rec.on_event, on_state=rec.on_state)
+    assert client.link is LinkState.STOPPED
+    await client.start()
+    try:
         assert await client.wait_logged_in(5)
-        for i in range(40):  # 2 s of events, several ping timeouts long
-            await server.send_event({"Event": "Newchannel", "Uniqueid": f"f{i}"})
-            await asyncio.sleep(0.05)
-        assert client.connected and client.reconnects == 0
-        # Once the events stop too, the link is taken for dead and re-opened.
-        await rec.wait(lambda: not client.connected or client.reconnects > 0)
+        assert client.link is LinkState.LOGGED_IN and client.connected
+        server.disconnect_all()
+        await rec.wait(lambda: client.link is not LinkState.LOGGED_IN)
+        assert client.link in (LinkState.CONNECTING, LinkState.LOGGING_IN)
+        assert not client.connected
+        assert await client.wait_logged_in(5)
+    finally:
+        await client.stop()
+    assert client.link is LinkState.STOPPED and not client.connected

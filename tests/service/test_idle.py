@@ -90,7 +90,7 @@ async def test_daemon_arms_one_timer_only_while_calls_are_open(tmp_path: Path) -
             await asyncio.sleep(0)
             assert daemon._tick_timer is None and timer.cancelled()
         finally:
-            daemon._staged.clear()
+            daemon.staged.clear()
             daemon.outbox.close()
             await daemon.client.aclose()
 

@@ -23,3 +23,14 @@ def cli(
         input=stdin,
         env=env,
     )
+
+
+def write_config(tmp: Path, url: str, ami_port: int = 1, secret: str = "s3cret") -> Path:
+    path = tmp / "c.toml"
+    path.write_text(
+        f'[ami]\nport = {ami_port}\nusername = "zammad"\nsecret = "{secret}"\n'
+        f'[zammad]\nurl = "{url}"\ntimeout = 2.0\n'
+        f'[spool]\npath = "{tmp / "spool.sqlite3"}"\n'
+    )
+    path.chmod(0o600)
+    return path

@@ -1,0 +1,60 @@
+"""What ``cti-bridge check`` can learn about the AMI user before the daemon runs.
+
+Each result names the ``manager.conf`` permission a failure points at
+(docs/asterisk-ami.md#12-the-ami-user-event-classes-and-filters), so an operator fixes the
+user without reading logs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cti_bridge.ami.client import AmiClient
+
+Result = tuple[str, bool, str]
+RESYNC = "AMI CoreShowChannels (resync)"
+
+
+async def check_ami(client: AmiClient, timeout: float) -> list[Result]:
+    """(name, ok, detail) in order of dependency: nothing after a failed login."""
+    cfg = client.cfg
+    who = f"{cfg.host}:{cfg.port} as {cfg.username!r}"
+    deadline = time.monotonic() + timeout
+    if not await client.wait_logged_in(timeout, give_up_on_refusal=True):
+        detail = client.last_error or "no successful login within the timeout"
+        return [("AMI login", False, f"{who}: {detail}")]
+    results: list[Result] = [("AMI login", True, who)]
+    remaining = max(deadline - time.monotonic(), 1.0)
+    resp = await client.request({"Action": "CoreShowChannels"}, remaining)
+    if isinstance(resp, list):
+        n = sum(1 for m in resp if m.get("Event") == "CoreShowChannel")
+        results.append((RESYNC, True, f"{n} active channel(s)"))
+    elif resp is None:
+        results.append((RESYNC, False, "no answer"))
+    else:
+        refused = resp.get("Message", "refused")
+        results.append((RESYNC, False, f"{refused}: manager.conf write= needs reporting"))
+    booted = client.sink.fully_booted
+    results.append(
+        (
+            "AMI system events",
+            booted,
+            "FullyBooted received after login"
+            if booted
+            else "no FullyBooted after login: manager.conf read= needs system",
+        )
+    )
+    # No AMI action reveals one's read permissions, and none makes a call event without
+    # making a call; so this one can only confirm what was seen.
+    results.append(
+        (
+            "AMI call events",
+            True,
+            "call events received"
+            if client.sink.call_event_seen
+            else "not verified (no call activity seen); manager.conf read= needs call",
+        )
+    )
+    return results
