@@ -39,8 +39,7 @@ from cti_bridge.outbox.store import Outbox
 from cti_bridge.service.metrics import Metrics
 from cti_bridge.service.sdnotify import Notifier
 from cti_bridge.service.status import StatusServer
-from cti_bridge.zammad.client import ZammadAnswer, ZammadClient
-from cti_bridge.zammad.delivery import Delivery
+from cti_bridge.zammad import Delivery, ZammadAnswer, ZammadClient
 
 log = logging.getLogger("cti_bridge")
 
