@@ -42,13 +42,18 @@ Observe = Callable[[str, str, float], None]
 
 @dataclass
 class Stats:
-    """Counters for ``status()`` and the metrics (monotonic, but ``in_flight``)."""
+    """Counters for ``status()`` and the metrics."""
 
-    posted: int = 0
-    retries: int = 0
-    dead: int = 0
-    in_flight: int = 0
     last_error: str | None = None
+    """The last failed post's event and reason (the URL and token never appear in it)."""
+    posted: int = 0
+    """Events Zammad accepted (duplicates of a stored newCall included)."""
+    retries: int = 0
+    """Failed posts whose event is kept to be sent again."""
+    dead: int = 0
+    """Events moved to the dead-letter table."""
+    in_flight: int = 0
+    """Posts waiting for Zammad's answer now (the only counter that goes down)."""
 
 
 class Sender:
