@@ -24,11 +24,14 @@ from typing import NamedTuple
 
 from cti_bridge.zammad.errors import ZammadError, ZammadRejected
 
-#: Answers to ``answer``/``hangup`` that Zammad's application sends before it ran the request.
+#: Statuses after which an ``answer``/``hangup`` is repeated even with an error body: a rate
+#: limit or a proxy's gateway error, so Zammad's application did not run the request.
 SAFE_TO_REPEAT = frozenset({429, 502, 503, 504})
 
 
 class Verdict(StrEnum):
+    """What becomes of a call's head event; the delivery's sender carries it out."""
+
     SEND = "send"
     """Before a post: nothing stops it."""
     DELIVERED = "delivered"
