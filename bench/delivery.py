@@ -33,8 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from cti_bridge.config import Secret, ZammadConfig  # noqa: E402
 from cti_bridge.outbox.store import Outbox  # noqa: E402
-from cti_bridge.zammad.client import ZammadClient  # noqa: E402
-from cti_bridge.zammad.delivery import Delivery  # noqa: E402
+from cti_bridge.zammad import Delivery, ZammadClient  # noqa: E402
 from tests.support.fake_zammad import call_events  # noqa: E402
 
 TOKEN = "bench-token"

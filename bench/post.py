@@ -31,7 +31,7 @@ import httpx  # noqa: E402
 
 from cti_bridge.config import Secret, ZammadConfig  # noqa: E402
 from cti_bridge.events import CtiEvent  # noqa: E402
-from cti_bridge.zammad.client import ZammadClient, form_body  # noqa: E402
+from cti_bridge.zammad import ZammadClient, form_body  # noqa: E402
 
 TOKEN = "bench-token"
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"

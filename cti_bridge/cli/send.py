@@ -31,7 +31,7 @@ def send(
             body[key] = [*existing, value] if isinstance(existing, list) else [value]
         else:
             body[key] = value
-    from cti_bridge.zammad.client import ZammadError, send_once
+    from cti_bridge.zammad import ZammadError, send_once
 
     try:
         answer = asyncio.run(send_once(cfg.zammad, body))

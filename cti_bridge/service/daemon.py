@@ -41,8 +41,7 @@ from cti_bridge.service.readiness import Readiness
 from cti_bridge.service.sdnotify import Notifier
 from cti_bridge.service.staging import StagedEvents
 from cti_bridge.service.status import StatusServer
-from cti_bridge.zammad.client import ZammadAnswer, ZammadClient
-from cti_bridge.zammad.delivery import Delivery
+from cti_bridge.zammad import Delivery, ZammadAnswer, ZammadClient
 
 log = logging.getLogger("cti_bridge")
 

@@ -1,10 +1,10 @@
 """HTTP client for Zammad's Generic CTI endpoint (``POST /api/v1/cti/<token>``).
 
 One ``httpx.AsyncClient`` (one keep-alive pool) per :class:`ZammadClient` posts form-encoded
-events and turns every outcome into either a typed :class:`ZammadAnswer` or a precise
-:class:`ZammadError`, so the delivery loop can decide what is safe to repeat (see
-``zammad.delivery``). Facts about Zammad's answers: docs/zammad-cti.md (status codes, error
-bodies, ``caller_id``).
+events and turns every outcome into either a typed :class:`ZammadAnswer` (``answers``) or a
+precise :class:`ZammadError` (``errors``), so the delivery policy can decide what is safe to
+repeat (``policy``). Facts about Zammad's answers:
+docs/zammad-cti.md#5-status-codes-and-error-bodies.
 
 Why the details:
 - ``Accept: application/json``: without it Rails answers errors with its HTML 500 page.
@@ -16,10 +16,10 @@ Why the details:
 - No cookies: the token in the URL is the only credential; a Rails session must not ride along.
 - Never sent twice: httpcore resends a request only when its pooled connection turned out busy
   or closed *before* anything was written (``ConnectionNotAvailable``); a failure after that is
-  raised, and mapped here to ``maybe_processed=True``. Zammad's call log is not idempotent.
-- The token is the URL's last path segment: no message built here contains the URL or the token,
-  httpx's exception texts are never used as they are (they may hold the URL or the peer's
-  address), and foreign texts (a redirect's Location) are scrubbed before they go anywhere.
+  raised, and mapped to ``maybe_processed=True`` (``errors.unavailable``). Zammad's call log is
+  not idempotent (docs/zammad-cti.md#6-not-idempotent-duplicates-order-retries).
+- The token is the URL's last path segment: it is registered for scrubbing (``errors``), and
+  no message built here contains the URL or the token.
 - Proxies: ``[zammad] proxy`` when set, else ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from
   the environment (``trust_env``). HTTP/1.1 only (httpx's HTTP/2 stays off).
 """
@@ -29,114 +29,40 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.cookiejar
-import json
 import logging
-import os
-import re
-import socket
 import ssl
-import urllib.parse
 import urllib.request
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
-from typing import Literal, cast
+from typing import cast
 from urllib.parse import quote_plus
 
 import certifi
 import httpx
 
-from cti_bridge.config import ZammadConfig, redact_url
+from cti_bridge.config import ZammadConfig
 from cti_bridge.events import CtiEvent, form_items
+from cti_bridge.zammad.answers import ZammadAnswer, interpret
+from cti_bridge.zammad.errors import (
+    ZammadError,
+    ZammadRejected,
+    remember_token,
+    unavailable,
+)
+
+__all__ = [  # ZammadError: cli/app.py imports it from here
+    "CHECK_EVENT",
+    "MAX_BODY",
+    "ZammadClient",
+    "ZammadError",
+    "check_endpoint",
+    "form_body",
+    "send_once",
+    "tls_context",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
-CALLER_ID_RE = re.compile(r"\+?[0-9]{1,20}")
-_NUMBER_RE = re.compile(r"\+?[0-9*#]{1,40}")
-_ERROR_TEXT_MAX = 200
-# Statuses that mean "Zammad's side is configured differently than we think" (see module doc).
-CONFIG_STATUSES = frozenset({401, 403, 404, 422})
-TRANSIENT_STATUSES = frozenset({408, 425, 429})
-
-
-@dataclass(frozen=True)
-class ZammadAnswer:
-    """What Zammad told the PBX to do; ``none`` also covers unreadable 200 answers."""
-
-    action: Literal["none", "reject", "dial"]
-    caller_id: str | None = None
-    number: str | None = None
-    reason: str | None = None
-
-
-NO_ACTION = ZammadAnswer("none")
-
-
-class ZammadError(Exception):
-    """A post that Zammad did not accept.
-
-    ``status_code`` is None when no HTTP answer came back. ``error`` is Zammad's own ``error``
-    text when the body was Zammad's JSON error (None for HTML pages, proxies, network errors),
-    which is how the delivery loop tells a Rails answer from something in front of it.
-    ``maybe_processed`` is False only when the request certainly never reached the server.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        status_code: int | None = None,
-        error: str | None = None,
-        maybe_processed: bool = True,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status_code = status_code
-        self.error = error
-        self.maybe_processed = maybe_processed
-
-    @property
-    def already_exists(self) -> bool:
-        """Zammad's humanised "call_id already exists" (current and older wording)."""
-        return (
-            self.status_code == 500
-            and self.error is not None
-            and ("already exists" in self.error.lower())
-        )
-
-    @property
-    def error_id(self) -> bool:
-        """Zammad's opaque 500 "Error ID xyz" (for answer/hangup: no such call_id)."""
-        return self.error is not None and self.error.startswith("Error ID")
-
-
-class ZammadUnavailable(ZammadError):
-    """Transient: connection error, timeout, 429, 5xx. Retrying later may succeed."""
-
-
-class ZammadRejected(ZammadError):
-    """Configuration: wrong token (401), disabled integration (422), wrong URL (3xx/403/404)."""
-
-
-def _scrub(text: str, limit: int | None = _ERROR_TEXT_MAX) -> str:
-    """Remove tokens and URLs from a foreign text (a Location header, an error message)."""
-    for token in _TOKENS:
-        text = text.replace(token, "***")
-    text = re.sub(r"https?://[^\s\"']+", lambda m: redact_url(m.group(0)), text)
-    return text if limit is None else text[:limit]
-
-
-def _clean(text: str, limit: int = _ERROR_TEXT_MAX) -> str:
-    """One printable line: server texts go into logs and status, which must stay one line."""
-    return "".join(c if c.isprintable() else "?" for c in text[:limit])
-
-
-_TOKENS: set[str] = set()  # tokens of every client made in this process, scrubbed from texts
-
-
-def _token_of(url: str) -> str:
-    path = urllib.parse.urlsplit(url).path.rstrip("/")
-    return path.rsplit("/", 1)[-1] if "/" in path else ""
 
 
 def tls_context(cfg: ZammadConfig) -> ssl.SSLContext:
@@ -182,53 +108,6 @@ class _RefuseCookies(http.cookiejar.CookiePolicy):
 # the token, so their lines stay off whatever level the daemon runs at.
 for _name in ("httpx", "httpcore"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-
-_TIMEOUT_PHASES: dict[type[httpx.TimeoutException], tuple[str, bool]] = {
-    httpx.PoolTimeout: ("pool", False),
-    httpx.ConnectTimeout: ("connect", False),
-    httpx.WriteTimeout: ("write", True),
-    httpx.ReadTimeout: ("read", True),
-}
-
-
-def _why(exc: BaseException) -> str:
-    """The root cause without the URL or peer address (both sit in httpx's exception texts)."""
-    seen: BaseException | None = exc
-    root = exc
-    while seen is not None:
-        root = seen
-        seen = seen.__cause__ or seen.__context__
-    if isinstance(root, ssl.SSLCertVerificationError):
-        return f"TLS certificate: {root.verify_message}"
-    if isinstance(root, ssl.SSLError):
-        return f"TLS: {root.reason or type(root).__name__}"
-    if isinstance(root, socket.gaierror):
-        return f"name lookup: {root.strerror}"
-    if isinstance(root, OSError) and root.errno:  # its strerror may name the peer: not used
-        return os.strerror(root.errno)
-    return type(root).__name__
-
-
-def _unavailable(exc: httpx.TransportError, via_proxy: bool) -> ZammadUnavailable:
-    """Which failure, and whether the request may have reached Zammad (see the module doc)."""
-    if isinstance(exc, httpx.TimeoutException):
-        phase, sent = _TIMEOUT_PHASES.get(type(exc), ("read", True))
-        return ZammadUnavailable(f"timeout ({phase})", maybe_processed=sent)
-    proxy = "proxy: " if via_proxy else ""
-    if isinstance(exc, httpx.ProxyError):
-        # httpcore's text is the proxy's status line answering CONNECT.
-        m = re.match(r"\s*(\d{3})\b", str(exc))
-        hint = " (check the proxy's user and password)" if m and m.group(1) == "407" else ""
-        status = f": HTTP {m.group(1)}" if m else f": {_why(exc)}"
-        return ZammadUnavailable(f"proxy refused the tunnel{status}{hint}", maybe_processed=False)
-    if isinstance(exc, httpx.ConnectError):
-        return ZammadUnavailable(f"cannot connect: {proxy}{_why(exc)}", maybe_processed=False)
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return ZammadUnavailable("unsupported URL scheme", maybe_processed=False)
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return ZammadUnavailable(f"broken answer: {_scrub(_why(exc))}")
-    return ZammadUnavailable(f"connection failed: {type(exc).__name__} ({_why(exc)})")
-
 
 # Field names and most values (event, direction, cause, numbers of busy lines) repeat all day:
 # quoting each once is a measurable share of a POST's CPU.
@@ -276,9 +155,7 @@ class ZammadClient:
     def __init__(self, cfg: ZammadConfig, *, max_connections: int | None = None) -> None:
         self._cfg = cfg
         self._url = cfg.url.get()
-        token = _token_of(self._url)
-        if len(token) >= 4:  # a shorter "token" would scrub ordinary text to pieces
-            _TOKENS.add(token)
+        remember_token(self._url)
         self._http: httpx.AsyncClient | None = None
         self._unusable = ""
         self._warned: set[str] = set()
@@ -316,59 +193,11 @@ class ZammadClient:
             async with self._http.stream("POST", self._target, content=body) as resp:
                 raw = await _read_capped(resp)
         except httpx.TransportError as exc:
-            raise _unavailable(exc, self._cfg.proxy is not None) from None
+            raise unavailable(exc, self._cfg.proxy is not None) from None
         status = resp.status_code
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s of call %r: HTTP %d", event.get("event"), event.get("callId"), status)
-        return self._interpret(status, resp.headers.get("location"), raw)
-
-    def _interpret(self, status: int, location: str | None, raw: bytes) -> ZammadAnswer:
-        doc = _json(raw)
-        error = (
-            _clean(doc["error"])
-            if isinstance(doc, dict) and isinstance(doc.get("error"), str)
-            else None
-        )
-        if 200 <= status < 300:
-            return self._answer(doc, raw)
-        if 300 <= status < 400:
-            where = _scrub(redact_url(location)) if location else "nowhere"
-            raise ZammadRejected(
-                f"HTTP {status} redirect to {where} (not followed: check the URL)",
-                status_code=status,
-            )
-        reason = f"HTTP {status}: {error}" if error else f"HTTP {status} (no Zammad error body)"
-        if status in TRANSIENT_STATUSES or status >= 500:
-            raise ZammadUnavailable(reason, status_code=status, error=error)
-        raise ZammadRejected(reason, status_code=status, error=error)
-
-    def _answer(self, doc: object, raw: bytes) -> ZammadAnswer:
-        if not isinstance(doc, dict):
-            kind = "not JSON" if doc is _NOT_JSON else f"a JSON {type(doc).__name__}"
-            self._warn_once(
-                kind, f"Zammad answered 200 with a body that is {kind}; counted as delivered"
-            )
-            return NO_ACTION
-        action = doc.get("action")
-        if action is None:
-            return NO_ACTION
-        if action == "reject":
-            reason = doc.get("reason")
-            return ZammadAnswer(
-                "reject", reason=_clean(reason, 40) if isinstance(reason, str) else None
-            )
-        if action == "dial":
-            caller_id = doc.get("caller_id", doc.get("callerId"))
-            number = doc.get("number")
-            if not isinstance(caller_id, str) or not CALLER_ID_RE.fullmatch(caller_id):
-                shown = repr(caller_id)[:60]
-                log.warning("Zammad's dial answer has an unusable caller_id %s: ignored", shown)
-                return NO_ACTION
-            if not isinstance(number, str) or not _NUMBER_RE.fullmatch(number):
-                number = None
-            return ZammadAnswer("dial", caller_id=caller_id, number=number)
-        self._warn_once("action", f"Zammad answered an unknown action {repr(action)[:40]}; ignored")
-        return NO_ACTION
+        return interpret(status, resp.headers.get("location"), raw, self._warn_once)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key in self._warned:
@@ -390,16 +219,6 @@ async def _read_capped(resp: httpx.Response) -> bytes:
             if size > MAX_BODY:
                 break
     return b"".join(chunks)[:MAX_BODY]
-
-
-_NOT_JSON = object()
-
-
-def _json(raw: bytes) -> object:
-    try:
-        return json.loads(raw.decode("utf-8")) if raw.strip() else {}
-    except (UnicodeDecodeError, ValueError):
-        return _NOT_JSON
 
 
 async def send_once(cfg: ZammadConfig, event: CtiEvent) -> ZammadAnswer:
@@ -427,12 +246,11 @@ async def check_endpoint(cfg: ZammadConfig) -> tuple[bool, str]:
     try:
         answer = await send_once(cfg, CHECK_EVENT)
     except ZammadRejected as exc:
-        text = (exc.error or "").lower()
-        if exc.status_code == 422 and "direction" in text:
+        if exc.status_code == 422 and "direction" in (exc.error or "").lower():
             return True, f"{where}: token accepted, CTI integration enabled"
         if exc.status_code == 401:
             return False, f"{where}: wrong token (HTTP 401: {exc.error or 'invalid token'})"
-        if exc.status_code == 422 and ("disabled" in text or "not configured" in text):
+        if exc.feature_off:
             return (
                 False,
                 f"{where}: Generic CTI integration is disabled or not configured "

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cti_bridge.config import Secret, ZammadConfig
-from cti_bridge.zammad.client import (
+from cti_bridge.zammad import (
     MAX_BODY,
     NO_ACTION,
     ZammadAnswer,
@@ -327,7 +327,7 @@ def test_form_body_is_exactly_urlencode(fields: dict[str, str], users: list[str]
     from urllib.parse import urlencode
 
     from cti_bridge.events import form_items
-    from cti_bridge.zammad.client import form_body
+    from cti_bridge.zammad import form_body
 
     event: dict[str, str | list[str]] = {**fields, "user[]": users}
     assert form_body(event) == urlencode(form_items(event))

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from cti_bridge.config import Secret, ZammadConfig
 from cti_bridge.outbox.store import Outbox
-from cti_bridge.zammad.client import ZammadClient
-from cti_bridge.zammad.delivery import Delivery
+from cti_bridge.zammad import Delivery, ZammadClient
+from cti_bridge.zammad.answers import interpret
 from tests.support.fake_zammad import FakeZammad, call_events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -315,7 +315,8 @@ async def test_answer_watches_fire_once_in_time_and_never_late(rig: Rig) -> None
     await drained(rig, {"w1": ["newCall"], "w2": ["newCall"]})
     assert seen == [("w1", "reject")]  # answered after its watch expired: not applied
     d.watch_answer(late, lambda a: seen.append(("gone", a.action)), timeout=2.0)
-    assert not d._watches  # already delivered: nothing to watch, and the late one was pruned
+    # Already delivered: nothing to watch, and the late one was pruned.
+    assert not d._answers.watching
 
 
 async def test_duplicate_newcall_counts_as_delivered(rig: Rig) -> None:
@@ -461,9 +462,8 @@ CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from cti_bridge.config import Secret, ZammadConfig
-    from cti_bridge.zammad.delivery import Delivery
     from cti_bridge.outbox.store import Outbox
-    from cti_bridge.zammad.client import ZammadClient
+    from cti_bridge.zammad import Delivery, ZammadClient
     from tests.support.fake_zammad import call_events
 
     async def main(path, url, n):
@@ -539,7 +539,6 @@ class ScriptedZammad:
 
     def __init__(self, faults: list[str]) -> None:
         self.fake = FakeZammad(TOKEN)
-        self.interp = ZammadClient(zcfg("http://127.0.0.1:9/api/v1/cti/" + TOKEN))
         self.faults = faults
         self.posts = 0
         self.active: set[str] = set()
@@ -549,7 +548,7 @@ class ScriptedZammad:
         from urllib.parse import urlencode
 
         from cti_bridge.events import form_items
-        from cti_bridge.zammad.client import ZammadUnavailable
+        from cti_bridge.zammad import ZammadUnavailable
 
         cid = str(event["callId"])
         if cid in self.active:
@@ -569,7 +568,7 @@ class ScriptedZammad:
             status, doc = self.fake._zammad("/api/v1/cti/" + TOKEN, fields)
             if status != 200 and "already exists" not in json.dumps(doc):
                 self.errors.append(f"{event['event']} of {cid}: {status} {doc}")
-            return self.interp._interpret(status, None, json.dumps(doc).encode())
+            return interpret(status, None, json.dumps(doc).encode())
         finally:
             self.active.discard(cid)
 
@@ -621,7 +620,6 @@ async def _scenario(
             await asyncio.sleep(0.001)
         await d.stop(grace=0)
         d._outbox.close()
-    await zammad.interp.aclose()
     assert zammad.errors == []
     assert {c: zammad.fake.stored(c) for c in want} == want
 
@@ -653,7 +651,7 @@ async def test_unexpected_exception_does_not_kill_the_sender(
 
 async def test_one_prober_while_down_with_slow_posts(fake: FakeZammad, tmp_path: Path) -> None:
     """While Zammad is down only the prober posts: never two requests at once."""
-    from cti_bridge.zammad.client import ZammadError
+    from cti_bridge.zammad import ZammadError
 
     class Sick(ZammadClient):
         delivery: Delivery

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from cti_bridge.config import Secret, ZammadConfig
-from cti_bridge.zammad.client import (
+from cti_bridge.zammad import (
     MAX_BODY,
     NO_ACTION,
     ZammadClient,
