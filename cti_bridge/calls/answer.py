@@ -25,6 +25,7 @@ class Answers:
 
     def __init__(self, graph: ChannelGraph, pbx: Pbx, gate: NewCallGate) -> None:
         self._graph = graph
+        self._channels = graph.channels  # the same dict for the graph's lifetime
         self._pbx = pbx
         self._gate = gate
         # Resync after a restart rebuilds answers the previous run already posted: posting
@@ -33,20 +34,20 @@ class Answers:
 
     def on_bridge_enter(self, ev: Event, out: list[CtiEvent]) -> None:
         bid = ev.get("BridgeUniqueid", "")
-        ch = self._graph.channels.get(ev.get("Uniqueid", ""))
+        ch = self._channels.get(ev.get("Uniqueid", ""))
         if not bid or ch is None:
             return
         members = self._graph.enter(ch, bid, ev.get("SwapUniqueid"))
         self.check(ch.call, out)
         # A transfer can bridge a device of another call with this one's caller.
-        channels = self._graph.channels
+        channels = self._channels
         for uid in members:
             other = channels.get(uid)
             if other is not None and other.call is not ch.call:
                 self.check(other.call, out)
 
     def on_agent_connect(self, ev: Event, out: list[CtiEvent]) -> None:
-        dest = self._graph.channels.get(ev.get("DestUniqueid", ""))
+        dest = self._channels.get(ev.get("DestUniqueid", ""))
         if dest is None or dest.is_local:
             return
         call = dest.call
@@ -59,7 +60,7 @@ class Answers:
         docs/causes.md#1-what-the-tracker-records: the first status of a leg is kept, an
         ``ANSWER`` replaces it.
         """
-        channels = self._graph.channels
+        channels = self._channels
         dest = channels.get(ev.get("DestUniqueid", ""))
         if dest is None:
             return

@@ -35,6 +35,7 @@ class CallSetup:
 
     def __init__(self, graph: ChannelGraph, pbx: Pbx, gate: NewCallGate, ends: Hangups) -> None:
         self._graph = graph
+        self._channels = graph.channels  # the same dict for the graph's lifetime
         self._pbx = pbx
         self._gate = gate
         self._ends = ends
@@ -92,7 +93,7 @@ class CallSetup:
 
     def on_dial_begin(self, ev: Event, out: list[CtiEvent]) -> None:
         """A new leg: the graph learns who dialled it, the call maybe its direction."""
-        channels = self._graph.channels
+        channels = self._channels
         dest = channels.get(ev.get("DestUniqueid", ""))
         if dest is None:
             return
@@ -178,13 +179,13 @@ class CallSetup:
             call.users.append(name)
 
     def on_queue_join(self, ev: Event, out: list[CtiEvent]) -> None:
-        ch = self._graph.channels.get(ev.get("Uniqueid", ""))
+        ch = self._channels.get(ev.get("Uniqueid", ""))
         if ch is not None and ev.get("Queue") and not ch.call.queue:
             ch.call.queue = ev.get("Queue", "")
 
     def on_agent_called(self, ev: Event, out: list[CtiEvent]) -> None:
         """A queue rings an agent: the call's fan-out (docs/asterisk-ami.md#8-queue-events)."""
-        ch = self._graph.channels.get(ev.get("Uniqueid", ""))
+        ch = self._channels.get(ev.get("Uniqueid", ""))
         if ch is None:
             return
         call = ch.call

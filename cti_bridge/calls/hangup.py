@@ -139,16 +139,17 @@ class Hangups:
 
     def __init__(self, graph: ChannelGraph, gate: NewCallGate) -> None:
         self._graph = graph
+        self._channels = graph.channels  # the same dict for the graph's lifetime
         self._gate = gate
 
     def on_dial_state(self, ev: Event, out: list[CtiEvent]) -> None:
         if ev.get("Forward"):
-            dest = self._graph.channels.get(ev.get("DestUniqueid", ""))
+            dest = self._channels.get(ev.get("DestUniqueid", ""))
             if dest is not None:
                 dest.call.forwarded = True
 
     def on_queue_abandon(self, ev: Event, out: list[CtiEvent]) -> None:
-        ch = self._graph.channels.get(ev.get("Uniqueid", ""))
+        ch = self._channels.get(ev.get("Uniqueid", ""))
         if ch is not None:
             if ev.get("Queue") and not ch.call.queue:
                 ch.call.queue = ev.get("Queue", "")
@@ -157,7 +158,7 @@ class Hangups:
 
     def on_hangup_request(self, ev: Event, out: list[CtiEvent]) -> None:
         """The caller hanging up while nothing has failed yet: the caller gave up."""
-        ch = self._graph.channels.get(ev.get("Uniqueid", ""))
+        ch = self._channels.get(ev.get("Uniqueid", ""))
         if ch is None:
             return
         call = ch.call

@@ -33,6 +33,7 @@ class NewCallGate:
         setup_events: frozenset[str],
     ) -> None:
         self._graph = graph
+        self._channels = graph.channels  # the same dict for the graph's lifetime
         self._pbx = pbx
         self._clock = clock
         self._setup_events = setup_events  # do not release a pending newCall
@@ -50,7 +51,7 @@ class NewCallGate:
         name = ev.get("Event", "")
         if name in self._setup_events:
             return
-        ch = self._graph.channels.get(ev.get("Uniqueid", ""))
+        ch = self._channels.get(ev.get("Uniqueid", ""))
         if ch is None:
             return
         call = ch.call

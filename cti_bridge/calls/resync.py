@@ -35,6 +35,7 @@ class Resync:
         events_seen: Callable[[], int],
     ) -> None:
         self._graph = graph
+        self._channels = graph.channels  # the same dict for the graph's lifetime
         self._gate = gate
         self._answers = answers
         self._ends = ends
@@ -127,7 +128,7 @@ class Resync:
             self._feed_into(ev, out)
             if ch.get("ChannelStateDesc") == "Up" or ch.get("ChannelState") == "6":
                 self._feed_into({**ev, "Event": "Newstate"}, out)
-        channels = self._graph.channels
+        channels = self._channels
         return {channels[u].call for u in (c.get("Uniqueid", "") for c in fresh) if u in channels}
 
     def _rebuild_legs(
@@ -138,7 +139,7 @@ class Resync:
         out: list[CtiEvent],
     ) -> None:
         """Who each adopted root is dialling: the root's Dial() arguments name the legs."""
-        channels = self._graph.channels
+        channels = self._channels
         for ch in fresh:
             uid = ch.get("Uniqueid", "")
             mine = channels.get(uid)
@@ -167,7 +168,7 @@ class Resync:
         self._answers.quiet = quiet
         try:
             for ch in fresh:
-                if ch.get("BridgeId") and ch.get("Uniqueid", "") in self._graph.channels:
+                if ch.get("BridgeId") and ch.get("Uniqueid", "") in self._channels:
                     self._feed_into(
                         {
                             "Event": "BridgeEnter",

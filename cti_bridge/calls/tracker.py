@@ -124,6 +124,8 @@ class CallTracker:
             name: getattr(parts[h.part], h.method) for name, h in HANDLERS.items()
         }
         self.channels: dict[str, Channel] = graph.channels
+        self._pending = gate.pending  # feed() checks it per event: no attribute hops
+        self._release_on = gate.release_on
         self.calls: dict[str, Call] = graph.calls
 
     # ------------------------------------------------------------------ events in
@@ -136,8 +138,8 @@ class CallTracker:
             return out
         self.events_seen += 1
         try:
-            if self._gate.pending:
-                self._gate.release_on(event, out)
+            if self._pending:
+                self._release_on(event, out)
             handler(event, out)
         except Exception:  # the tracker must survive any stream
             self.errors += 1
