@@ -49,6 +49,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from cti_bridge.causes import Q850
 from cti_bridge.config import AgiConfig, redact_url, split_listen
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ ACTIONS: tuple[Action, ...] = ("reject", "dial", "none")
 # script path -> whether the daemon itself hangs up a rejected call
 SCRIPTS = {"newcall": True, "decide": False}
 ACTION_VARIABLE = "CTI_ACTION"
-HANGUP_CAUSE_BUSY = 17
+HANGUP_CAUSE_BUSY = Q850.USER_BUSY
 
 MAX_CONNECTIONS = 256
 MAX_LINE = 4096  # one agi_* line; Asterisk's longest values (callerid names, args) fit easily

@@ -39,6 +39,7 @@ from cti_bridge.ami.protocol import (
     ProtoStats,
     RateLimitedLog,
 )
+from cti_bridge.causes import Q850
 from cti_bridge.config import AmiConfig
 
 __all__ = ["DEFAULT_WANTED_EVENTS", "AmiClient", "Event"]
@@ -239,7 +240,7 @@ class AmiClient:
 
     # -- actions ----------------------------------------------------------------------------
 
-    async def hangup(self, channel: str, cause: int = 17) -> bool:
+    async def hangup(self, channel: str, cause: int = Q850.USER_BUSY) -> bool:
         """AMI Hangup (racy by nature, see asterisk-ami.md §4); True if Asterisk hung it up."""
         resp = await self._request(
             {"Action": "Hangup", "Channel": channel, "Cause": str(cause)}, self.cfg.ping_timeout

@@ -12,7 +12,13 @@ import pytest
 
 from cti_bridge.ami.client import AmiClient
 from cti_bridge.config import AmiConfig
-from tests.support.fake_ami import FakeAmi, Recorder, ami_config, marker_event
+from tests.support.fake_ami import (
+    TEST_WANTED_EVENTS,
+    FakeAmi,
+    Recorder,
+    ami_config,
+    marker_event,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,6 +34,7 @@ async def running(
 ) -> AsyncIterator[AmiClient]:
     rec = rec or Recorder()
     cfg_over = {k: kwargs.pop(k) for k in list(kwargs) if k in AmiConfig.__dataclass_fields__}
+    kwargs.setdefault("wanted_events", TEST_WANTED_EVENTS)
     client = AmiClient(
         ami_config(server, **cfg_over),
         on_event or rec.on_event,
@@ -317,7 +324,10 @@ async def test_check_reports_login_failure(server: FakeAmi) -> None:
 
 async def test_shutdown_event_then_reconnect(server: FakeAmi) -> None:
     rec = Recorder()
-    async with running(server, rec) as client:
+    # The bridge reads no Shutdown event (the connection loss is what counts); let it through
+    # here only as the test's sync point.
+    wanted = TEST_WANTED_EVENTS | {"Shutdown"}
+    async with running(server, rec, wanted_events=wanted) as client:
         assert await client.wait_logged_in(5)
         await server.shutdown()
         await rec.wait(lambda: rec.named("Shutdown"))
