@@ -24,13 +24,12 @@ class Answers:
     """Decides who answered a call and posts the ``answer`` events."""
 
     def __init__(self, graph: ChannelGraph, pbx: Pbx, gate: NewCallGate) -> None:
-        self._graph = graph
-        self._channels = graph.channels  # the same dict for the graph's lifetime
-        self._pbx = pbx
-        self._gate = gate
         # Resync after a restart rebuilds answers the previous run already posted: posting
         # them again would reset Zammad's call timing, so they are recorded silently.
         self.quiet = False
+        self._pbx, self._gate = pbx, gate
+        self._graph = graph
+        self._channels = graph.channels  # the same dict for the graph's lifetime
 
     def on_bridge_enter(self, ev: Event, out: list[CtiEvent]) -> None:
         bid = ev.get("BridgeUniqueid", "")
