@@ -105,8 +105,7 @@ def measure(label: str, stream: Stream, raw_count: int, rounds: int) -> float:
     print(f"  CTI events produced   {produced:12,}")
     print(f"  events handled        {tracker.events_seen:12,}   errors {tracker.errors}")
     print(f"  left: calls {len(tracker.calls)}, channels {len(tracker.channels)}", end="")
-    inner = ("_linked", "_bridges", "_local_wait", "_pending")
-    print("".join(f", {name} {len(getattr(tracker, name, ()))}" for name in inner))
+    print("".join(f", {name} {size}" for name, size in tracker.residue().items()))
     print(f"  RSS before {before:.1f} MiB, after {after:.1f} MiB ({after - before:+.1f} MiB)")
     print(f"  peak RSS so far {peak_mib():.1f} MiB (includes the pre-built events)")
     return raw_count / best

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
+from cti_bridge.causes import ZammadCause
+
 CtiEvent: TypeAlias = dict[str, "str | list[str]"]
 
 EVENT_NAMES = ("newCall", "answer", "hangup")
-CAUSES = ("normalClearing", "busy", "cancel", "noAnswer", "congestion", "notFound", "forwarded")
+CAUSES = tuple(c.value for c in ZammadCause)
 
 
 def form_items(event: CtiEvent) -> list[tuple[str, str]]:

@@ -27,7 +27,7 @@ from cti_bridge import config as config_mod
 from cti_bridge.agi.decide import AgiDecision
 from cti_bridge.agi.server import AgiServer
 from cti_bridge.agi.wire import AgiRequest
-from cti_bridge.ami.protocol import DEFAULT_WANTED_EVENTS
+from cti_bridge.ami.wanted import WANTED_EVENTS
 from cti_bridge.config import (
     DEFAULT_CONFIG_PATH,
     AgiConfig,
@@ -399,8 +399,19 @@ def _asterisk_sections(text: str) -> dict[str, list[tuple[str, str]]]:
 
 
 # Events the bridge relies on; a filter must never drop them. List items of an action
-# (CoreShowChannel...) are not subject to filters.
-NEEDED_EVENTS = sorted(e for e in DEFAULT_WANTED_EVENTS if not e.startswith("CoreShowChannel"))
+# (CoreShowChannel...) are not subject to filters and not in the list.
+NEEDED_EVENTS = sorted(WANTED_EVENTS)
+# AMI events of Asterisk 16 the bridge does not read, among them the ones whose names start
+# with a wanted one (a legacy filter regex matches a prefix).
+UNREAD_EVENTS = ("Newexten", "VarSet", "HangupHandlerRun", "HangupHandlerPush",
+                 "HangupHandlerPop", "SoftHangupRequest", "BridgeCreate", "BlindTransfer",
+                 "AttendedTransfer", "Pickup", "LocalOptimizationBegin", "LocalOptimizationEnd",
+                 "Rename", "QueueCallerLeave", "AgentComplete", "AgentRingNoAnswer", "UserEvent",
+                 "Shutdown", "DeviceStateChange", "ExtensionStatus", "PresenceStateChange",
+                 "MusicOnHoldStart", "MusicOnHoldStop", "Hold", "Unhold", "RTCPSent",
+                 "RTCPReceived", "ChannelTalkingStart", "ChannelTalkingStop", "DTMFBegin",
+                 "DTMFEnd", "Cdr", "CEL", "NewAccountCode", "MixMonitorStart", "AgentLogin",
+                 "QueueMemberStatus")  # fmt: skip
 NOISE_EVENTS = ("Newexten", "VarSet")
 AMI_CLASSES = {"system", "call", "log", "verbose", "agent", "user", "config", "command", "dtmf",
                "reporting", "cdr", "dialplan", "originate", "agi", "cc", "aoc", "test",
@@ -476,6 +487,18 @@ def test_manager_event_filters_keep_needed_events(variant: str) -> None:
     dropped = [e for e in NEEDED_EVENTS if not _passes(filters, e)]
     assert dropped == []
     assert [e for e in NOISE_EVENTS if _passes(filters, e)] == []
+
+
+def test_manager_event_filter_lets_through_only_what_the_bridge_reads() -> None:
+    # The active filter follows cti_bridge.ami.wanted: nothing it lists is unread, and the
+    # regex's prefix matching lets no longer name through.
+    filters = _legacy_filters(iter(_manager_user()["eventfilter"]))
+    assert [e for e in UNREAD_EVENTS if _passes(filters, e)] == []
+    includes = [p.pattern for neg, p in filters if not neg]
+    (pattern,) = includes
+    m = re.fullmatch(r"Event: \((.+)\)", pattern)
+    assert m, pattern
+    assert set(m.group(1).split("|")) == WANTED_EVENTS
 
 
 # ---------------------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ from cti_bridge.agi.wire import (
     parse_reply,
     short,
 )
+from cti_bridge.causes import Q850
 from cti_bridge.config import AgiConfig, redact_url, split_listen
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ log = logging.getLogger(__name__)
 SCRIPTS = {"newcall": True, "decide": False}
 ACTION_VARIABLE = "CTI_ACTION"
 #: Q.850 "user busy": PJSIP answers 486, and the cause table maps it to Zammad's ``busy``.
-HANGUP_CAUSE_BUSY = 17
+HANGUP_CAUSE_BUSY = Q850.USER_BUSY
 MAX_CONNECTIONS = 256
 
 _LINKEDID = re.compile(r"[!-~]{1,128}")  # printable ASCII, no spaces

@@ -45,6 +45,7 @@ from cti_bridge.ami.protocol import (
 from cti_bridge.ami.resync import ChannelListing, OnResync
 from cti_bridge.ami.sink import EventSink
 from cti_bridge.ami.watchdog import PingWatchdog
+from cti_bridge.causes import Q850
 from cti_bridge.config import AmiConfig
 
 __all__ = ["DEFAULT_WANTED_EVENTS", "AmiClient", "Event"]
@@ -215,7 +216,7 @@ class AmiClient:
 
     # -- actions ----------------------------------------------------------------------------
 
-    async def hangup(self, channel: str, cause: int = 17) -> bool:
+    async def hangup(self, channel: str, cause: int = Q850.USER_BUSY) -> bool:
         """AMI Hangup, True if Asterisk hung the channel up.
 
         Racy by nature: the channel may be gone or ringing phones already

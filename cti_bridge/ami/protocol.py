@@ -34,49 +34,15 @@ from panoramisk import utils as _pk_utils
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from cti_bridge.ami.wanted import WANTED_EVENTS
+
 log = logging.getLogger("cti_bridge.ami.client")
 
 Event = dict[str, str]
 EventSink = Callable[[Event], None]
 
-#: Events the call tracker uses; everything else is dropped before a dict is built.
-DEFAULT_WANTED_EVENTS: frozenset[str] = frozenset(
-    {
-        "Newchannel",
-        "Newstate",
-        "NewCallerid",
-        "NewConnectedLine",
-        "Hangup",
-        "HangupRequest",
-        "SoftHangupRequest",
-        "DialBegin",
-        "DialState",
-        "DialEnd",
-        "BridgeCreate",
-        "BridgeEnter",
-        "BridgeLeave",
-        "BridgeDestroy",
-        "BlindTransfer",
-        "AttendedTransfer",
-        "Pickup",
-        "LocalBridge",
-        "LocalOptimizationBegin",
-        "LocalOptimizationEnd",
-        "Rename",
-        "QueueCallerJoin",
-        "QueueCallerLeave",
-        "QueueCallerAbandon",
-        "AgentCalled",
-        "AgentConnect",
-        "AgentComplete",
-        "AgentRingNoAnswer",
-        "UserEvent",
-        "FullyBooted",
-        "Shutdown",
-        "CoreShowChannel",
-        "CoreShowChannelsComplete",
-    }
-)
+#: Events the bridge reads (``ami.wanted``); everything else is dropped before a dict is built.
+DEFAULT_WANTED_EVENTS: frozenset[str] = WANTED_EVENTS
 
 #: Largest frame accepted; anything longer is dropped up to the next blank line so a runaway
 #: header (or a peer that never sends a blank line) cannot make the buffer grow without bound.

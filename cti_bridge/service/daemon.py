@@ -32,6 +32,7 @@ from cti_bridge.agi.server import AgiServer
 from cti_bridge.agi.wire import AgiRequest
 from cti_bridge.ami.client import AmiClient
 from cti_bridge.calls.tracker import IN, CallRules, CallTracker
+from cti_bridge.causes import Q850
 from cti_bridge.config import Config
 from cti_bridge.events import CtiEvent
 from cti_bridge.numbers import NumberPlan
@@ -153,7 +154,7 @@ class Daemon:
         channel = self.tracker.root_channel(str(event.get("callId", "")))
         if channel is None:
             return
-        ok = await self.ami.hangup(channel, 17)
+        ok = await self.ami.hangup(channel, Q850.USER_BUSY)
         log.info(
             "call %s: Zammad rejected the caller; AMI Hangup of %s %s (best effort, no AGI hook)",
             event.get("callId"),

@@ -10,7 +10,7 @@ import pytest
 from cti_bridge.ami.client import AmiClient
 from cti_bridge.ami.manager import LinkState
 from tests.support.ami_client import SECRET, chan, running
-from tests.support.fake_ami import FakeAmi, Recorder, ami_config, marker_event
+from tests.support.fake_ami import TEST_WANTED_EVENTS, FakeAmi, Recorder, ami_config, marker_event
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -125,7 +125,10 @@ async def test_hangup_when_not_connected_returns_false(server: FakeAmi) -> None:
 
 async def test_shutdown_event_then_reconnect(server: FakeAmi) -> None:
     rec = Recorder()
-    async with running(server, rec) as client:
+    # The bridge reads no Shutdown event (the connection loss is what counts); let it through
+    # here only as the test's sync point.
+    wanted = TEST_WANTED_EVENTS | {"Shutdown"}
+    async with running(server, rec, wanted_events=wanted) as client:
         assert await client.wait_logged_in(5)
         await server.shutdown()
         await rec.wait(lambda: rec.named("Shutdown"))

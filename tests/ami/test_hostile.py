@@ -26,7 +26,14 @@ from cti_bridge.ami.protocol import (
     ProtoStats,
     parse_frame,
 )
-from tests.support.fake_ami import FakeAmi, Recorder, ami_config, frame, marker_event
+from tests.support.fake_ami import (
+    TEST_WANTED_EVENTS,
+    FakeAmi,
+    Recorder,
+    ami_config,
+    frame,
+    marker_event,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -38,7 +45,9 @@ async def link() -> AsyncIterator[Link]:
     server = FakeAmi()
     await server.start()
     rec = Recorder()
-    client = AmiClient(ami_config(server), rec.on_event, on_resync=rec.on_resync)
+    client = AmiClient(
+        ami_config(server), rec.on_event, on_resync=rec.on_resync, wanted_events=TEST_WANTED_EVENTS
+    )
     await client.start()
     assert await client.wait_logged_in(5)
     await rec.wait(lambda: rec.resyncs)

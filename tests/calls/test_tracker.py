@@ -349,7 +349,7 @@ def test_hangup_storm() -> None:
     assert all(e["cause"] == "normalClearing" for e in ends)
     assert tracker.errors == 0
     assert_empty(tracker)
-    assert tracker._bridges == {} and tracker._pending == {} and tracker._linked == {}
+    assert set(tracker.residue().values()) == {0}, tracker.residue()
 
 
 # ------------------------------------------------------------------ the clock

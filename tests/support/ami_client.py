@@ -8,7 +8,7 @@ from typing import Any
 
 from cti_bridge.ami.client import AmiClient
 from cti_bridge.config import AmiConfig
-from tests.support.fake_ami import FakeAmi, Recorder, ami_config
+from tests.support.fake_ami import TEST_WANTED_EVENTS, FakeAmi, Recorder, ami_config
 
 SECRET = "very-s3cret-pw"
 
@@ -22,6 +22,8 @@ async def running(
 ) -> AsyncIterator[AmiClient]:
     rec = rec or Recorder()
     cfg_over = {k: kwargs.pop(k) for k in list(kwargs) if k in AmiConfig.__dataclass_fields__}
+    # The product's filter plus the UserEvent markers the tests synchronise on.
+    kwargs.setdefault("wanted_events", TEST_WANTED_EVENTS)
     client = AmiClient(
         ami_config(server, **cfg_over),
         on_event or rec.on_event,

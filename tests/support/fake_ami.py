@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cti_bridge.ami.wanted import WANTED_EVENTS
 from cti_bridge.config import AmiConfig, Secret
 
 EOL = "\r\n"
@@ -426,6 +427,11 @@ class Recorder:
         """Wait for the UserEvent sent by :func:`marker_event` with this name."""
         await self.wait(lambda: any(e.get("UserEvent") == marker for e in self.events), timeout)
         return next(e for e in self.events if e.get("UserEvent") == marker)
+
+
+#: What test clients let through: the product's own list plus ``UserEvent``, which only the
+#: test markers below use (the bridge itself reads no UserEvent).
+TEST_WANTED_EVENTS = WANTED_EVENTS | {"UserEvent"}
 
 
 def marker_event(marker: str) -> bytes:
