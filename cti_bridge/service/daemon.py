@@ -39,6 +39,7 @@ from cti_bridge.outbox.store import Outbox
 from cti_bridge.service.metrics import Metrics
 from cti_bridge.service.sdnotify import Notifier
 from cti_bridge.service.status import StatusServer
+from cti_bridge.web import DaemonView, WebServer, create_app
 from cti_bridge.zammad.client import ZammadAnswer, ZammadClient
 from cti_bridge.zammad.delivery import Delivery
 
@@ -59,7 +60,14 @@ class Daemon:
         self.tracker = CallTracker(CallRules.from_config(cfg), clock=time.monotonic)
         self.outbox = Outbox(cfg.spool.path, background_checkpoint=True)
         self.client = ZammadClient(cfg.zammad)
-        self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.metrics.listen else None
+        self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.web.listen else None
+        self.web = (
+            WebServer(
+                cfg.web, create_app(DaemonView(self.snapshot, self.metrics.registry, self.health))
+            )
+            if self.metrics
+            else None
+        )
         self.delivery = Delivery(
             self.outbox,
             self.client,
@@ -267,7 +275,12 @@ class Daemon:
                 "dead": self.outbox.count_dead(),
             },
             "agi": self.agi.snapshot() if self.agi else {"enabled": False},
+            "web": self.web.snapshot() if self.web else {"enabled": False},
         }
+
+    def health(self) -> dict[str, bool]:
+        """/healthz: logged in to AMI, and the spool took the last write (no write per probe)."""
+        return {"ami": self.ami.connected, "outbox": not self._stage_failing}
 
     def _status_line(self) -> str:
         ami = (
@@ -331,8 +344,8 @@ class Daemon:
         await self.status_server.start()
         if self.agi is not None:
             await self.agi.start()
-        if self.metrics is not None:
-            self.metrics.start(self.cfg.metrics.listen)
+        if self.web is not None:
+            await self.web.start()
         self._ready_timer = loop.call_later(READY_GRACE, self._ready_anyway)
         await self.ami.start()
         self._rearm()  # calls restored from the outbox
@@ -364,8 +377,8 @@ class Daemon:
         await self.delivery.stop(STOP_GRACE)
         await self.client.aclose()
         await self.status_server.stop()
-        if self.metrics is not None:
-            await asyncio.to_thread(self.metrics.stop)
+        if self.web is not None:
+            await self.web.stop()
         left = self.outbox.count()
         self.outbox.close()
         self.notifier.close()
