@@ -19,10 +19,9 @@ import pytest
 from cti_bridge.config import parse_config
 from cti_bridge.service.daemon import Daemon
 from cti_bridge.service.metrics import Metrics
-from cti_bridge.service.status import fetch_status, format_status
+from cti_bridge.service.status import StatusUnavailable, fetch_status, format_status
 from cti_bridge.web import DaemonView, WebServer, create_app
 from tests.service.test_daemon import (
-    _datagrams,
     _start_process,
     _write_config,
     lab,
@@ -46,7 +45,7 @@ async def bridge(tmp: Path, **web: Any) -> AsyncIterator[tuple[Daemon, FakeAmi, 
             cfg = parse_config(make_config(tmp, ami, zammad.url(), web={**WEB, **web}))
             async with running(cfg) as daemon:
                 await ami.wait_login()
-                await until(lambda: daemon.web is not None and daemon.web.snapshot().get("url"))
+                await until(lambda: "url" in daemon.snapshot()["web"])
                 assert daemon.web is not None
                 verify: ssl.SSLContext | bool = False
                 if cfg.web.tls_cert:
@@ -241,39 +240,41 @@ async def test_a_taken_port_is_one_clear_error() -> None:
         await first.stop()
 
 
-async def test_sigterm_stops_the_daemon_with_the_listener_running(tmp_path: Path) -> None:
-    import socket
-
-    notify = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(notify))
-    sock.setblocking(False)
+@asynccontextmanager
+async def daemon_process(config: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``cti-bridge run`` as a process; killed at the end if the test did not stop it."""
+    proc = await _start_process(config, None)
     try:
-        async with FakeAmi() as ami:
-            with FakeZammad() as zammad:
-                config = _write_config(tmp_path, ami, zammad.url())
-                with config.open("a") as f:
-                    f.write('[web]\nlisten = "127.0.0.1:0"\n')
-                proc = await _start_process(config, notify)
-                try:
-                    await _datagrams(sock, "READY=1")
-                    status = tmp_path / "status.sock"
-                    await until(status.exists)
-                    doc = await asyncio.to_thread(fetch_status, str(status))
-                    url = doc["web"]["url"]
-                    async with httpx.AsyncClient(timeout=5.0) as client:
-                        assert (await client.get(url + "/healthz")).status_code == 200
-                        # An open keep-alive connection must not hold up the stop.
-                        proc.send_signal(signal.SIGTERM)
-                        assert await asyncio.wait_for(proc.wait(), 20) == 0
-                    await _datagrams(sock, "STOPPING=1", timeout=2)
-                finally:
-                    if proc.returncode is None:
-                        proc.kill()
-                        await proc.wait()
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _status_when_up(socket_path: Path) -> dict[str, Any]:
+    async with asyncio.timeout(15):
+        while True:
+            try:
+                return await asyncio.to_thread(fetch_status, str(socket_path))
+            except StatusUnavailable:
+                await asyncio.sleep(0.05)
+
+
+async def test_sigterm_stops_the_daemon_with_the_listener_running(tmp_path: Path) -> None:
+    async with FakeAmi() as ami:
+        with FakeZammad() as zammad:
+            config = _write_config(tmp_path, ami, zammad.url())
+            with config.open("a") as f:
+                f.write('[web]\nlisten = "127.0.0.1:0"\n')
+            async with daemon_process(config) as proc:
+                url = (await _status_when_up(tmp_path / "status.sock"))["web"]["url"]
+                async with httpx.AsyncClient(timeout=5.0) as client:
+                    assert (await client.get(url + "/healthz")).status_code in (200, 503)
+                    # An open keep-alive connection must not hold up the stop.
+                    proc.send_signal(signal.SIGTERM)
+                    assert await asyncio.wait_for(proc.wait(), 20) == 0
                 assert proc.stderr is not None
                 err = (await proc.stderr.read()).decode()
-                assert "Traceback" not in err, err
-                assert "stopped;" in err
-    finally:
-        sock.close()
+    assert "Traceback" not in err, err
+    assert "stopped;" in err

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cti_bridge.config import load_config, parse_config
+from cti_bridge.config import WebConfig, load_config, parse_config
 from cti_bridge.service.checks import web_check
 from tests.support.cli import cli
 from tests.support.raw_http import self_signed
@@ -28,9 +28,7 @@ from tests.test_config import GOOD, good_with, refused, write
         ('listn = "127.0.0.1:1"', "[web] listn: unknown key"),
     ],
 )
-def test_bad_web_keys_are_one_line_naming_the_key(
-    tmp_path: Path, line: str, message: str
-) -> None:
+def test_bad_web_keys_are_one_line_naming_the_key(tmp_path: Path, line: str, message: str) -> None:
     assert message in refused(tmp_path, good_with("web", line))
 
 
@@ -71,7 +69,7 @@ def test_plain_http_beyond_loopback_is_a_warning(tmp_path: Path, listen: str) ->
     assert "web listener: http://" in res.stdout
 
 
-def _web(**keys: str) -> object:
+def _web(**keys: str) -> WebConfig:
     base = {"ami": {"username": "u", "secret": "s"}, "zammad": {"url": "http://z/api/v1/cti/t"}}
     return parse_config({**base, "web": keys}).web
 
@@ -82,8 +80,8 @@ def test_check_loads_the_certificate(tmp_path: Path) -> None:
         pytest.skip("no openssl tool to make a test certificate")
     cert, key = pair
     web = _web(listen="0.0.0.0:8443", tls_cert=str(cert), tls_key=str(key))
-    assert web_check(web) == ("web listener", True, "https://0.0.0.0:8443")  # type: ignore[arg-type]
+    assert web_check(web) == ("web listener", True, "https://0.0.0.0:8443")
     broken = _web(listen="0.0.0.0:8443", tls_cert=str(cert), tls_key=str(tmp_path / "none.pem"))
-    name, ok, detail = web_check(broken)  # type: ignore[arg-type]
+    _, ok, detail = web_check(broken)
     assert not ok and "tls_cert/tls_key do not load" in detail
-    assert web_check(_web()) == ("web listener", True, "off ([web] listen is empty)")  # type: ignore[arg-type]
+    assert web_check(_web()) == ("web listener", True, "off ([web] listen is empty)")
