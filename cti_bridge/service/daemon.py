@@ -61,13 +61,10 @@ class Daemon:
         self.outbox = Outbox(cfg.spool.path, background_checkpoint=True)
         self.client = ZammadClient(cfg.zammad)
         self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.web.listen else None
-        self.web = (
-            WebServer(
-                cfg.web, create_app(DaemonView(self.snapshot, self.metrics.registry, self.health))
-            )
-            if self.metrics
-            else None
-        )
+        self.web: WebServer | None = None
+        if self.metrics is not None:
+            view = DaemonView(self.snapshot, self.metrics.registry, self.health)
+            self.web = WebServer(cfg.web, create_app(view))
         self.delivery = Delivery(
             self.outbox,
             self.client,
