@@ -97,11 +97,24 @@ class WebServer:
 async def _bind(host: str, port: int, listen: str) -> socket.socket:
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, address = infos[0]
-        return socket.create_server(address, family=family)
+        infos = await loop.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+        )
+        family, kind, proto, _, address = infos[0]
+        # proto must be IPPROTO_TCP (socket.create_server leaves it 0): asyncio sets TCP_NODELAY
+        # only on such sockets, and without it a keep-alive request waits 40 ms for delayed ACKs.
+        sock = socket.socket(family, kind, proto)
     except OSError as exc:
         raise OSError(f"[web] listen {listen}: {_reason(exc)}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"[web] listen {listen}: {_reason(exc)}") from None
+    return sock
 
 
 def _reason(exc: BaseException) -> str:
