@@ -13,6 +13,7 @@ Data flows one way, and the tree follows it::
 - ``zammad/``: the HTTP client for Zammad's CTI endpoint and the delivery that drains the outbox.
 - ``agi/``: the FastAGI server, the only way Zammad's decisions reach a ringing call.
 - ``service/``: the daemon that wires the parts, its status socket, metrics and systemd glue.
+- ``web/``: the daemon's HTTP listener (``/metrics``, ``/healthz``), Starlette on uvicorn.
 - ``cli/``: the ``cti-bridge`` command.
 
 ``config``, ``numbers`` and ``events`` are shared by all of them. The facts the code relies on

@@ -452,12 +452,45 @@ class StatusConfig:
     """Unix socket path."""
 
 
+def _public_url(value: str) -> str:
+    parts = _http_url(value.strip(), "an http(s):// URL")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("expected an http(s):// URL without user, query or fragment")
+    return value.strip()
+
+
+PublicUrl = Annotated[str, Strict(), AfterValidator(_public_url)]
+
+
 @dataclass(frozen=True, config=_SECTION)
-class MetricsConfig:
-    """The Prometheus endpoint."""
+class WebConfig:
+    """The daemon's HTTP listener: /metrics, /healthz and the pages for browsers."""
 
     listen: HostPort = ""
-    """host:port of /metrics, e.g. "127.0.0.1:9464"; "" is off."""
+    """host:port, e.g. "127.0.0.1:9464"; "" is off. Beyond loopback, put TLS in front."""
+    public_url: PublicUrl | None = None
+    """The address browsers see, usually the https:// URL of a reverse proxy."""
+    tls_cert: NonEmpty | None = None
+    """PEM certificate (chain) to serve https directly; needs tls_key."""
+    tls_key: NonEmpty | None = None
+    """PEM private key of tls_cert."""
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> WebConfig:
+        if self.tls_cert and not self.tls_key:
+            raise _key_error("tls_key", "required when tls_cert is set (give both or neither)")
+        if self.tls_key and not self.tls_cert:
+            raise _key_error("tls_cert", "required when tls_key is set (give both or neither)")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def exposed_without_tls(self) -> bool:
+        """Plain HTTP beyond loopback: the dial keys of later pages would cross the network."""
+        return bool(self.listen) and not self.tls and not _is_loopback(split_listen(self.listen)[0])
 
 
 Users = Mapping[NonEmpty, NonEmpty]
@@ -476,7 +509,7 @@ class Config:
     agi: AgiConfig = dataclasses.field(default_factory=AgiConfig)
     spool: SpoolConfig = dataclasses.field(default_factory=SpoolConfig)
     status: StatusConfig = dataclasses.field(default_factory=StatusConfig)
-    metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
+    web: WebConfig = dataclasses.field(default_factory=WebConfig)
     # Set by the loader, not keys of the file.
     path: SkipJsonSchema[str] = ""
     warnings: SkipJsonSchema[tuple[str, ...]] = ()
@@ -497,6 +530,9 @@ _REQUIRED: Final = (("ami", "username"),)
 _RETIRED: Final = {
     ("numbers", key): 'no longer supported; set region = "DE" (ISO 3166 country code) instead'
     for key in ("country_code", "national_prefix", "international_prefix")
+}
+_RETIRED_SECTIONS: Final = {
+    "metrics": "moved: /metrics is served by the web listener; set [web] listen instead",
 }
 
 
@@ -657,6 +693,10 @@ class _FileLayer:
         self.from_file: dict[tuple[str, str], str] = {}  # (section, key) -> its *_file key
         self.inline = False
         for section, body in data.items():
+            if section in _RETIRED_SECTIONS:
+                keys = list(body) if isinstance(body, dict) else []
+                where = f"[{section}] {keys[0]}" if keys else f"[{section}]"
+                self.fail(f"{where}: {_RETIRED_SECTIONS[section]}")
             if section not in _SECTIONS:
                 self.fail(f"unknown section [{section}]")
             if not isinstance(body, dict):
@@ -720,4 +760,9 @@ def parse_config(
         if strict:
             raise ConfigError(msg)
         warnings.append(msg)
+    if cfg.web.exposed_without_tls:
+        warnings.append(
+            f"{cfg_path}: [web] listen: {cfg.web.listen} is reachable beyond loopback over "
+            "plain HTTP; set tls_cert/tls_key or listen on loopback behind a TLS reverse proxy"
+        )
     return dataclasses.replace(cfg, path=str(cfg_path), warnings=tuple(warnings))

@@ -18,10 +18,10 @@ from cti_bridge.config import (
     AgiConfig,
     Config,
     ConfigError,
-    MetricsConfig,
     NumbersConfig,
     Secret,
     SpoolConfig,
+    WebConfig,
     ZammadConfig,
     config_json_schema,
     file_keys,
@@ -257,7 +257,7 @@ def test_code_gets_the_same_checks() -> None:
     assert ZammadConfig(url=Secret("http://x/a"), timeout=1).timeout == 1.0
     full = Config(zammad=cfg, spool=SpoolConfig(path="/tmp/x.sqlite3"), users={"101": "A"})
     assert full.users == {"101": "A"} and full.spool.path == "/tmp/x.sqlite3"
-    assert MetricsConfig().listen == "" and NumbersConfig().region is None
+    assert WebConfig().listen == "" and NumbersConfig().region is None
     for bad in (math.nan, math.inf, -1.0, 0, True, "2x", 61):
         with pytest.raises(ValidationError):
             AgiConfig(timeout=bad)  # type: ignore[arg-type]

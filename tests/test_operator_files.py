@@ -192,7 +192,7 @@ def test_daemon_runs_under_memory_deny_write_execute(tmp_path: Path) -> None:
     """MemoryDenyWriteExecute=yes must not break the daemon: start it under the same policy.
 
     The kernel's PR_SET_MDWE (Linux 6.3+) refuses writable+executable mappings like systemd's
-    seccomp filter does. The daemon starts its outbox, AGI, status and metrics servers and
+    seccomp filter does. The daemon starts its outbox, AGI, status and web servers and
     its HTTP client (TLS context), answers ``status`` and /metrics, then stops on SIGTERM.
     """
     if not _mdwe_supported():
@@ -217,7 +217,7 @@ listen = "127.0.0.1:{agi_port}"
 path = "{tmp_path}/spool.sqlite3"
 [status]
 socket = "{tmp_path}/status.sock"
-[metrics]
+[web]
 listen = "127.0.0.1:{metrics_port}"
 '''
     )

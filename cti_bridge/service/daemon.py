@@ -42,6 +42,7 @@ from cti_bridge.service.readiness import Readiness
 from cti_bridge.service.sdnotify import Notifier
 from cti_bridge.service.staging import StagedEvents
 from cti_bridge.service.status import StatusServer
+from cti_bridge.web import DaemonView, WebServer, create_app
 from cti_bridge.zammad import Delivery, ZammadAnswer, ZammadClient
 
 log = logging.getLogger("cti_bridge")
@@ -58,7 +59,11 @@ class Daemon:
         self.tracker = CallTracker(CallRules.from_config(cfg), clock=time.monotonic)
         self.outbox = Outbox(cfg.spool.path, background_checkpoint=True)
         self.client = ZammadClient(cfg.zammad)
-        self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.metrics.listen else None
+        self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.web.listen else None
+        self.web: WebServer | None = None
+        if self.metrics is not None:
+            view = DaemonView(self.snapshot, self.metrics.registry, self.health)
+            self.web = WebServer(cfg.web, create_app(view))
         self.delivery = Delivery(
             self.outbox,
             self.client,
@@ -215,7 +220,12 @@ class Daemon:
                 "dead": self.outbox.count_dead(),
             },
             "agi": self.agi.snapshot() if self.agi else {"enabled": False},
+            "web": self.web.snapshot() if self.web else {"enabled": False},
         }
+
+    def health(self) -> dict[str, bool]:
+        """/healthz: logged in to AMI, and the spool took the last write (no write per probe)."""
+        return {"ami": self.ami.connected, "outbox": not self.staged.failing}
 
     def _status_line(self) -> str:
         ami = (
@@ -263,8 +273,8 @@ class Daemon:
         await self.status_server.start()
         if self.agi is not None:
             await self.agi.start()
-        if self.metrics is not None:
-            self.metrics.start(self.cfg.metrics.listen)
+        if self.web is not None:
+            await self.web.start()
         self.readiness.start()
         await self.ami.start()
         self._rearm()  # calls restored from the outbox
@@ -290,8 +300,8 @@ class Daemon:
         await self.delivery.stop(STOP_GRACE)
         await self.client.aclose()
         await self.status_server.stop()
-        if self.metrics is not None:
-            await asyncio.to_thread(self.metrics.stop)
+        if self.web is not None:
+            await self.web.stop()
         left = self.outbox.count()
         self.outbox.close()
         self.readiness.notifier.close()

@@ -1,4 +1,4 @@
-"""Optional Prometheus endpoint (``[metrics] listen = "127.0.0.1:9464"``).
+"""Prometheus metrics, served as ``/metrics`` by the web listener (``[web] listen``).
 
 Components keep plain int counters and expose them through the daemon's status ``snapshot()``;
 this module reads that snapshot at scrape time, so the hot path (AMI events, AGI calls) pays
@@ -27,21 +27,17 @@ Snapshot keys read (missing keys just leave the series out)::
 ``Delivery.status()`` puts them.) Also exported: ``cti_bridge_build_info{version}`` and the
 ``process_*`` metrics of prometheus_client.
 
-The HTTP server runs in a thread (prometheus_client). Since the snapshot reads state owned by
-the asyncio loop, a scrape runs ``snapshot()`` on that loop when one is known, instead of
-iterating dicts the loop may be changing.
+The endpoint is prometheus_client's ASGI app on the daemon's own event loop
+(``cti_bridge.web``), so a scrape reads the snapshot on the loop that owns the state: no thread,
+no hand-off.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
@@ -50,18 +46,15 @@ from prometheus_client import (
     Info,
     ProcessCollector,
     generate_latest,
-    start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from cti_bridge import __version__
-from cti_bridge.config import split_listen
 
 log = logging.getLogger(__name__)
 
 Snapshot = Callable[[], Mapping[str, Any]]
-SCRAPE_SNAPSHOT_TIMEOUT = 2.0
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -176,9 +169,8 @@ class _SnapshotCollector(Collector):
 class Metrics:
     """Prometheus metrics on a private registry (tests and several instances never clash)."""
 
-    def __init__(self, snapshot: Snapshot, *, loop: asyncio.AbstractEventLoop | None = None):
+    def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
-        self._loop = loop
         self.registry = CollectorRegistry(auto_describe=False)
         self._posted = Counter(
             "cti_bridge_cti_events_posted",
@@ -197,8 +189,6 @@ class Metrics:
         Info("cti_bridge_build", "cti-bridge version", registry=self.registry).info(
             {"version": __version__}
         )
-        self._httpd: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
     def observe_post(self, event: str, result: str, latency_s: float | None = None) -> None:
         """Count one POST attempt (result e.g. ok, retry, rejected, dead) and its latency."""
@@ -207,52 +197,11 @@ class Metrics:
             self._latency.observe(latency_s)
 
     def _read_snapshot(self) -> Mapping[str, Any] | None:
-        loop = self._loop
         try:
-            if loop is None or loop.is_closed() or not loop.is_running() or _in_loop(loop):
-                return self._snapshot()
-            return asyncio.run_coroutine_threadsafe(_call(self._snapshot), loop).result(
-                SCRAPE_SNAPSHOT_TIMEOUT
-            )
+            return self._snapshot()
         except Exception as exc:  # a scrape must still return the directly fed metrics
             log.warning("metrics snapshot failed: %s", type(exc).__name__)
             return None
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-    def start(self, listen: str) -> None:
-        """Serve /metrics on ``host:port`` in a daemon thread."""
-        if self._loop is None:
-            with contextlib.suppress(RuntimeError):
-                self._loop = asyncio.get_running_loop()
-        host, port = split_listen(listen)
-        self._httpd, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        log.info("metrics on http://%s:%d/metrics", *self.address)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        if self._httpd is None:
-            raise RuntimeError("metrics server not started")
-        name = self._httpd.server_address
-        return str(name[0]), int(name[1])
-
-    def stop(self) -> None:
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = self._thread = None
-
-
-def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
-
-
-async def _call(fn: Snapshot) -> Mapping[str, Any]:
-    return fn()

@@ -40,6 +40,11 @@ class StagedEvents:
         self._retry: asyncio.TimerHandle | None = None
         self._failing = False
 
+    @property
+    def failing(self) -> bool:
+        """True while the last write to the spool failed (events are held in memory)."""
+        return self._failing
+
     def __len__(self) -> int:
         return len(self._events)
 

@@ -267,6 +267,17 @@ def _agi_line(agi: Mapping[str, Any]) -> str:
     return text
 
 
+def _web_line(web: Mapping[str, Any]) -> str:
+    if not web:
+        return UNKNOWN
+    if web.get("enabled") is False:
+        return "off ([web] listen is empty)"
+    text = str(web.get("url") or UNKNOWN)
+    if web.get("public_url"):
+        text += f", public {' '.join(str(web['public_url']).split())}"  # no secret in it
+    return text
+
+
 def format_status(doc: Mapping[str, Any]) -> str:
     """A short table for operators; any missing part shows as ``?`` rather than failing."""
     rows = [
@@ -278,6 +289,8 @@ def format_status(doc: Mapping[str, Any]) -> str:
     ]
     if "agi" in doc:
         rows.append(("AGI", _agi_line(_section(doc, "agi"))))
+    if "web" in doc:
+        rows.append(("Web", _web_line(_section(doc, "web"))))
     rows.append(("Uptime", format_duration(doc.get("uptime_s"))))
     if doc.get("version"):
         rows.append(("Version", str(doc["version"])))

@@ -1,10 +1,10 @@
-"""Prometheus metrics: values from the snapshot, directly fed POST metrics, a real scrape."""
+"""Prometheus metrics: values from the snapshot, directly fed POST metrics.
+
+The scrape over HTTP is in tests/web (the endpoint is on the web listener).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import urllib.request
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -125,34 +125,3 @@ def test_failing_snapshot_keeps_direct_metrics() -> None:
     got = samples(metrics.render())
     assert got[("cti_bridge_post_latency_seconds_count", ())] == 1
     assert not any(name == "cti_bridge_active_calls" for name, _ in got)
-
-
-def _get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=5.0) as response:
-        return response.status, response.read().decode()
-
-
-async def test_http_scrape_runs_snapshot_on_the_loop() -> None:
-    threads: list[int] = []
-
-    def snapshot() -> dict[str, Any]:
-        threads.append(threading.get_ident())
-        return SNAPSHOT
-
-    metrics = Metrics(snapshot)
-    metrics.start("127.0.0.1:0")
-    try:
-        host, port = metrics.address
-        assert port != 0
-        metrics.observe_post("newCall", "ok", 0.2)
-        status, text = await asyncio.to_thread(_get, f"http://{host}:{port}/metrics")
-    finally:
-        await asyncio.to_thread(metrics.stop)
-    assert status == 200
-    got = samples(text)
-    assert got[("cti_bridge_active_calls", ())] == 3
-    assert got[("cti_bridge_agi_decisions_total", (("action", "dial"),))] == 3
-    assert (
-        got[("cti_bridge_cti_events_posted_total", (("event", "newCall"), ("result", "ok")))] == 1
-    )
-    assert threads == [threading.get_ident()]  # on the loop's thread, not the HTTP thread
