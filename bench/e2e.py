@@ -224,10 +224,11 @@ class DaemonProc:
         if self._spool is None:
             uri = f"file:{self.dir / 'spool.sqlite3'}?mode=ro"
             self._spool = sqlite3.connect(uri, uri=True, isolation_level=None)
-        row = self._spool.execute(
+        # fetchall: the statement runs to its end, so no read transaction stays open.
+        rows = self._spool.execute(
             "SELECT seq FROM sqlite_sequence WHERE name = 'pending'"
-        ).fetchone()
-        return int(row[0]) if row else 0
+        ).fetchall()
+        return int(rows[0][0]) if rows else 0
 
     async def tracker_state(self) -> str:
         """Calls and channels the daemon still tracks (status socket): a leak shows here.
