@@ -200,6 +200,15 @@ def interleave(
 
 
 def chunks(data: bytes, size: int = 65536) -> Iterator[tuple[int, bytes]]:
+    """(offset, piece) of at most ``size`` bytes, each ending at the end of a frame if one does.
+
+    Frame-aligned so that what the fake AMI writes between two pieces (the answer to the
+    daemon's keepalive Ping) lands between frames, not inside one.
+    """
     view = memoryview(data)
-    for i in range(0, len(view), size):
-        yield i, view[i : i + size].tobytes()
+    start = 0
+    while start < len(data):
+        cut = data.rfind(b"\r\n\r\n", start, start + size)
+        end = cut + 4 if cut >= 0 else min(start + size, len(data))
+        yield start, view[start:end].tobytes()
+        start = end
