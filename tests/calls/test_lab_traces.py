@@ -38,7 +38,6 @@ def rules(name: str) -> CallRules:
 # Scenarios of issue 13 the call model gets wrong today (see tests/e2e/test_endings.py).
 NOT_YET = (
     "test_voicemail_",
-    "test_blonde_transfer_report_internal_",
     "test_forward_to_outside_number_",
 )
 

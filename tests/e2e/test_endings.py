@@ -135,7 +135,6 @@ def test_blonde_transfer(clean_lab: Lab, start_daemon: DaemonFactory, zammad: Fa
     assert_caller_transferred(zammad, call, "491710000407")
 
 
-@MODEL
 def test_blonde_transfer_report_internal(
     clean_lab: Lab, start_daemon: DaemonFactory, zammad: FakeZammad
 ):
