@@ -437,10 +437,10 @@ class AgiConfig:
 
 
 @dataclass(frozen=True, config=_SECTION)
-class SpoolConfig:
+class OutboxConfig:
     """The durable outbox."""
 
-    path: NonEmpty = "/var/lib/cti-bridge/spool.sqlite3"
+    path: NonEmpty = "/var/lib/cti-bridge/outbox.sqlite3"
     """SQLite file of the outbox."""
 
 
@@ -507,7 +507,7 @@ class Config:
     """Extension = "Name" posted in user[]/user (else the phone's CallerIDName)."""
     numbers: NumbersConfig = dataclasses.field(default_factory=NumbersConfig)
     agi: AgiConfig = dataclasses.field(default_factory=AgiConfig)
-    spool: SpoolConfig = dataclasses.field(default_factory=SpoolConfig)
+    outbox: OutboxConfig = dataclasses.field(default_factory=OutboxConfig)
     status: StatusConfig = dataclasses.field(default_factory=StatusConfig)
     web: WebConfig = dataclasses.field(default_factory=WebConfig)
     # Set by the loader, not keys of the file.
@@ -533,6 +533,7 @@ _RETIRED: Final = {
 }
 _RETIRED_SECTIONS: Final = {
     "metrics": "moved: /metrics is served by the web listener; set [web] listen instead",
+    "spool": "renamed to [outbox]; rename the section",
 }
 
 

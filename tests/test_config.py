@@ -19,8 +19,8 @@ from cti_bridge.config import (
     Config,
     ConfigError,
     NumbersConfig,
+    OutboxConfig,
     Secret,
-    SpoolConfig,
     WebConfig,
     ZammadConfig,
     config_json_schema,
@@ -255,8 +255,8 @@ def test_code_gets_the_same_checks() -> None:
     cfg = ZammadConfig(url=Secret("http://127.0.0.1:1/api/v1/cti/tok"), timeout=1.0)
     assert cfg.timeout == 1.0 and cfg.url.get().endswith("/tok")
     assert ZammadConfig(url=Secret("http://x/a"), timeout=1).timeout == 1.0
-    full = Config(zammad=cfg, spool=SpoolConfig(path="/tmp/x.sqlite3"), users={"101": "A"})
-    assert full.users == {"101": "A"} and full.spool.path == "/tmp/x.sqlite3"
+    full = Config(zammad=cfg, outbox=OutboxConfig(path="/tmp/x.sqlite3"), users={"101": "A"})
+    assert full.users == {"101": "A"} and full.outbox.path == "/tmp/x.sqlite3"
     assert WebConfig().listen == "" and NumbersConfig().region is None
     for bad in (math.nan, math.inf, -1.0, 0, True, "2x", 61):
         with pytest.raises(ValidationError):
@@ -474,3 +474,18 @@ def test_schema_and_loader_agree(tmp_path: Path) -> None:
     with pytest.raises(AssertionError):
         assert_fits(schema, {"ami": {"bogus": 1}})
     assert set(schema["$defs"]["AmiConfig"]["required"]) == {"username"}
+
+
+# ----------------------------------------------------------------------------- renamed sections
+
+
+def test_the_spool_section_names_its_new_name(tmp_path: Path) -> None:
+    text = GOOD + '\n[spool]\npath = "/tmp/x.sqlite3"\n'
+    message = refused(tmp_path, text)
+    assert message == f"{tmp_path / 'cti-bridge.toml'}: [spool] path: renamed to [outbox]; " + (
+        "rename the section"
+    )
+    for command in ("run", "check"):
+        res = cli(command, "--config", str(write(tmp_path, text)))
+        assert res.returncode == 2, command
+        assert res.stderr.strip().splitlines() == [f"cti-bridge: {message}"]

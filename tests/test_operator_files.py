@@ -96,10 +96,10 @@ def test_unit_agrees_with_config_defaults() -> None:
         PurePosixPath(DEFAULT_CONFIG_PATH).parent
     )
 
-    # The default spool and status socket must lie in the directories systemd creates,
+    # The default outbox and status socket must lie in the directories systemd creates,
     # as nothing else is writable under ProtectSystem=strict.
-    spool = PurePosixPath(config_mod.SpoolConfig().path)
-    assert spool.parent == PurePosixPath("/var/lib") / _unit_value("StateDirectory")
+    outbox = PurePosixPath(config_mod.OutboxConfig().path)
+    assert outbox.parent == PurePosixPath("/var/lib") / _unit_value("StateDirectory")
     socket = PurePosixPath(config_mod.StatusConfig().socket)
     assert socket.parent == PurePosixPath("/run") / _unit_value("RuntimeDirectory")
 
@@ -213,8 +213,8 @@ secret_file = "ami-secret"
 url_file = "zammad-url"
 [agi]
 listen = "127.0.0.1:{agi_port}"
-[spool]
-path = "{tmp_path}/spool.sqlite3"
+[outbox]
+path = "{tmp_path}/outbox.sqlite3"
 [status]
 socket = "{tmp_path}/status.sock"
 [web]
@@ -340,7 +340,7 @@ def test_readme_commands_exist_with_their_options() -> None:
 
     rows = _readme_commands()
     assert {" ".join(sub) for sub, _ in rows} >= {
-        "run", "status", "check", "send", "replay", "spool list", "spool retry", "spool purge"
+        "run", "status", "check", "send", "replay", "outbox list", "outbox retry", "outbox purge"
     }  # fmt: skip
     runner = CliRunner()
     for sub, options in rows:

@@ -39,7 +39,7 @@ def test_command_tree_is_what_operators_use() -> None:
         "check": ["--config", "-c"],
         "send": ["--config", "-c", "event", "fields"],
         "replay": ["--config", "-c", "traces"],
-        "spool": {
+        "outbox": {
             "list": ["--config", "--dead", "--limit", "-c"],
             "retry": ["--config", "-c"],
             "purge": ["--config", "--dead-only", "--yes", "-c", "-y"],

@@ -175,7 +175,7 @@ def start_daemon(
     daemon_runnable: None,
 ) -> Iterator[DaemonFactory]:
     """``start_daemon(zammad, ami_port=None, users=None, wait=True, ami_secret=None,
-    zammad_url=None, report_internal=False)`` -> a running daemon, config and spool in a
+    zammad_url=None, report_internal=False)`` -> a running daemon, config and outbox in a
     directory of its own.
 
     ``ami_port`` lets a test put a TcpProxy between the daemon and the pbx's AMI.

@@ -163,7 +163,7 @@ def tree_zammad() -> Iterator[FakeZammad]:
 def lab_config(lab: Lab) -> str:
     """The shipped ``conf/cti-bridge.toml`` (README step 2), pointed at the lab's pbx: its
     AMI port and user, its trunk, and the AGI port its dialplan calls. No secret inside (the
-    shipped ``secret_file``/``url_file`` name the credentials); spool and status socket stay
+    shipped ``secret_file``/``url_file`` name the credentials); outbox and status socket stay
     at the shipped paths inside the unit's State/RuntimeDirectory."""
     text = (REPO / "conf" / "cti-bridge.toml").read_text("utf-8")
     lab_values = {

@@ -30,7 +30,7 @@ def write_config(tmp: Path, url: str, ami_port: int = 1, secret: str = "s3cret")
     path.write_text(
         f'[ami]\nport = {ami_port}\nusername = "zammad"\nsecret = "{secret}"\n'
         f'[zammad]\nurl = "{url}"\ntimeout = 2.0\n'
-        f'[spool]\npath = "{tmp / "spool.sqlite3"}"\n'
+        f'[outbox]\npath = "{tmp / "outbox.sqlite3"}"\n'
     )
     path.chmod(0o600)
     return path
