@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from cti_bridge.config import (
     AgiConfig,
     Config,
     ConfigError,
+    Layout,
     NumbersConfig,
     Secret,
     SpoolConfig,
+    StatusConfig,
     WebConfig,
     ZammadConfig,
     config_json_schema,
@@ -474,3 +477,41 @@ def test_schema_and_loader_agree(tmp_path: Path) -> None:
     with pytest.raises(AssertionError):
         assert_fits(schema, {"ami": {"bogus": 1}})
     assert set(schema["$defs"]["AmiConfig"]["required"]) == {"username"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout: the template unit's instances
+
+
+def test_an_instance_puts_unset_paths_into_its_own_directories(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    plain = load_config(path)
+    pbx1 = load_config(path, layout=Layout.of("pbx1"))
+    assert (plain.spool.path, plain.status.socket) == (SpoolConfig().path, StatusConfig().socket)
+    assert pbx1.spool.path == "/var/lib/cti-bridge/pbx1/outbox.sqlite3"
+    assert pbx1.status.socket == "/run/cti-bridge/pbx1/status.sock"
+    assert Layout.of("pbx1").config == "/etc/cti-bridge/pbx1.toml"
+    assert Layout.of(None) == Layout.of("") == Layout()
+    # What the file sets wins over the instance's defaults.
+    text = good_with("status", f'socket = "{tmp_path}/s.sock"')
+    set_in_file = load_config(write(tmp_path, text), layout=Layout.of("pbx1"))
+    assert set_in_file.status.socket == f"{tmp_path}/s.sock"
+    assert set_in_file.spool.path == pbx1.spool.path
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "a/b", ".a", "-a", "a b", "ä", "x" * 65])
+def test_an_instance_name_must_stay_inside_its_directories(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"^instance .*: expected letters"):
+        Layout.of(name)
+
+
+@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", fullmatch=True))
+def test_every_valid_instance_name_gives_paths_below_its_directories(name: str) -> None:
+    layout = Layout.of(name)
+    paths = [layout.config, *layout.defaults.values()]
+    assert [os.path.normpath(p) for p in paths] == paths  # nothing for the kernel to resolve
+    assert [str(Path(p).parent) for p in paths] == [
+        "/etc/cti-bridge",
+        f"/var/lib/cti-bridge/{name}",
+        f"/run/cti-bridge/{name}",
+    ]
