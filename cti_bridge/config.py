@@ -494,6 +494,12 @@ class Layout:
             ("status", "socket"): f"/run/cti-bridge/{self.instance}/status.sock",
         }
 
+    def credential_source(self, name: str) -> str:
+        """The file beside the config that the unit loads as credential ``name``: an
+        instance's are prefixed with its name (``LoadCredential=ami-secret:.../NAME-ami-secret``),
+        so commands run outside the unit read the same secrets."""
+        return name if self.instance is None else f"{self.instance}-{name}"
+
     @property
     def status_socket(self) -> str:
         return self.defaults.get(("status", "socket"), StatusConfig().socket)
@@ -683,7 +689,7 @@ def default_config_path(layout: Layout | None = None) -> str:
     return os.environ.get(CONFIG_ENV) or (layout or Layout()).config
 
 
-def _read_secret_file(cfg_path: Path, section: str, key: str, value: object) -> str:
+def _read_secret_file(cfg_path: Path, section: str, key: str, value: object, layout: Layout) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{cfg_path}: [{section}] {key}: expected a file name")
     p = Path(value)
@@ -693,7 +699,7 @@ def _read_secret_file(cfg_path: Path, section: str, key: str, value: object) -> 
         if cred_dir and (Path(cred_dir) / p).exists():
             p = Path(cred_dir) / p
         else:
-            p = cfg_path.parent / p
+            p = cfg_path.parent / layout.credential_source(value)
     try:
         content = p.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -769,7 +775,8 @@ class _FileLayer:
             elif key in body:
                 self.fail(f"[{section}] {key}: give either {key} or {file_key}")
             else:
-                body[key] = _read_secret_file(cfg_path, section, file_key, body.pop(file_key))
+                value = body.pop(file_key)
+                body[key] = _read_secret_file(cfg_path, section, file_key, value, layout)
                 self.from_file[section, key] = file_key
 
     def fail(self, message: str) -> NoReturn:

@@ -515,3 +515,22 @@ def test_every_valid_instance_name_gives_paths_below_its_directories(name: str) 
         f"/var/lib/cti-bridge/{name}",
         f"/run/cti-bridge/{name}",
     ]
+
+
+def test_an_instance_reads_its_own_credential_files_outside_the_unit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside the config an instance's secrets are the files its unit loads
+    (NAME-ami-secret); inside the unit, $CREDENTIALS_DIRECTORY has them under the bare name."""
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    text = GOOD.replace('secret = "amisecret"', 'secret_file = "ami-secret"')
+    path = write(tmp_path, text)
+    (tmp_path / "ami-secret").write_text("the plain unit's\n")
+    (tmp_path / "pbx1-ami-secret").write_text("pbx1's\n")
+    assert load_config(path).ami.secret == Secret("the plain unit's")
+    assert load_config(path, layout=Layout.of("pbx1")).ami.secret == Secret("pbx1's")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "ami-secret").write_text("from systemd\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert load_config(path, layout=Layout.of("pbx1")).ami.secret == Secret("from systemd")
