@@ -11,9 +11,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(
-    *args: str, stdin: str | None = None, timeout: float = 60
+    *args: str, stdin: str | None = None, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CTI_BRIDGE_CONFIG"}
+    """``env``: variables added to this process's, without its CTI_BRIDGE_* ones."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CTI_BRIDGE_")},
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "cti_bridge", *args],
         capture_output=True,
