@@ -22,4 +22,6 @@ fi
 
 .venv/bin/ruff check cti_bridge tests bench
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# Three workers: most e2e time is spent waiting on ringing phones, not on the two cores.
+# Tests that share one resource (the systemd tree) carry an xdist_group and stay in one worker.
+exec .venv/bin/python -m pytest -n "${CTI_TEST_WORKERS:-3}" --dist loadgroup "$@"
