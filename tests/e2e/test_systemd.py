@@ -43,8 +43,6 @@ from .lab import Lab, PortPicker
 
 pytestmark = [
     pytest.mark.e2e,
-    # One systemd tree per machine: under pytest-xdist these tests all run in one worker.
-    pytest.mark.xdist_group("systemd"),
     # One Asterisk version only (see above): this parametrization replaces the lab fixture's.
     pytest.mark.parametrize(
         "asterisk_bin", TARGETS[:1], ids=[t.label for t in TARGETS[:1]], indirect=True,
