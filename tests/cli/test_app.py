@@ -38,6 +38,7 @@ def test_command_tree_is_what_operators_use() -> None:
         "status": ["--config", "--json", "--socket", "-c"],
         "check": ["--config", "-c"],
         "send": ["--config", "-c", "event", "fields"],
+        "dial-link": ["--config", "--handler", "--revoke", "-c", "ext"],
         "replay": ["--config", "-c", "traces"],
         "spool": {
             "list": ["--config", "--dead", "--limit", "-c"],
