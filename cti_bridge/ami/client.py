@@ -274,7 +274,8 @@ class AmiClient:
         if mgr is None or proto is None or getattr(proto, "closed", True):
             return None
         action = Action(fields, as_list=as_list)
-        future = mgr.send_action(action)
+        # send_action() sets the action's as_list again (None unless given): pass it on.
+        future = mgr.send_action(action, as_list=as_list)
         try:
             result: Message | list[Message] = await asyncio.wait_for(future, timeout)
         except (TimeoutError, ConnectionError):
