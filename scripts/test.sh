@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine, in one command: ./scripts/test.sh [pytest args]
 # Creates .venv, installs the package with its test extras; as root also installs Asterisk 16 and
-# 22 for the end-to-end lab, Chromium for the browser tests, and a Debian tree that boots systemd for the unit tests (otherwise
-# those tests skip, or fail under CI=true); then ruff, mypy and pytest.
+# 22 for the end-to-end lab, Chromium for the browser tests and a Debian tree that boots systemd
+# for the unit tests (otherwise those tests skip, or fail under CI=true); then ruff, mypy and
+# pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -28,13 +28,16 @@ class OriginateOutcome(StrEnum):
 
     ANSWERED = "answered"
     BUSY = "busy"
-    NO_ANSWER = "no-answer"  # rang until the timeout, or was declined
-    FAILED = "failed"  # not reachable (unregistered, congestion), or no outcome came
+    NO_ANSWER = "no-answer"  # rang until the timeout, declined, or not reachable
+    FAILED = "failed"  # congestion, or no outcome came (the AMI link dropped)
 
 
 # Reason = the AST_CONTROL_* frame the originate saw last (include/asterisk/frame.h):
-# 1 HANGUP, 3 RINGING, 4 ANSWER, 5 BUSY, 8 CONGESTION; 0 = the channel could not be created.
+# 1 HANGUP, 3 RINGING, 4 ANSWER, 5 BUSY, 8 CONGESTION; 0 = none. A PJSIP phone answering
+# "486 Busy Here" or declining comes as Reason 0 (seen on the lab's Asterisk 16), like a phone
+# that is not reachable: 0 can only mean "not picked up", not "busy".
 _REASONS = {
+    "0": OriginateOutcome.NO_ANSWER,
     "4": OriginateOutcome.ANSWERED,
     "5": OriginateOutcome.BUSY,
     "3": OriginateOutcome.NO_ANSWER,

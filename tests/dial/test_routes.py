@@ -48,7 +48,12 @@ async def test_a_dial_link_rings_the_agents_device_and_reports_the_outcome(
 
 @pytest.mark.parametrize(
     ("response", "reason", "state"),
-    [("Failure", "5", "busy"), ("Failure", "3", "no-answer"), ("Failure", "0", "failed")],
+    [
+        ("Failure", "5", "busy"),
+        ("Failure", "3", "no-answer"),
+        ("Failure", "0", "no-answer"),
+        ("Failure", "8", "failed"),
+    ],
 )
 async def test_busy_and_unanswered_phones_are_reported(
     dial_bridge: DialBridge, response: str, reason: str, state: str
