@@ -28,6 +28,7 @@ import tomllib
 import typing
 import urllib.parse
 from collections.abc import Callable, Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, NoReturn
 
@@ -546,6 +547,91 @@ class WebConfig:
         return bool(self.listen) and not self.tls and not _is_loopback(split_listen(self.listen)[0])
 
 
+class DialFormat(StrEnum):
+    """How the number goes into the Originate's Exten after ``[dial] prefix``."""
+
+    INTERNATIONAL = "international"  # 491711234567
+    NATIONAL = "national"  # 01711234567 (the [numbers] region's national form)
+
+
+EXTENSION = re.compile(r"[0-9A-Za-z_.-]{1,40}")
+
+
+def _extension(value: str) -> str:
+    if not EXTENSION.fullmatch(value):
+        raise ValueError(f"{value!r} is not an extension (letters, digits, _ . -)")
+    return value
+
+
+def _device_template(value: str) -> str:
+    try:
+        filled = value.format(ext="101")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(
+            'expected a device such as "PJSIP/{ext}" ({ext} is the only field)'
+        ) from None
+    if not filled.strip() or "/" not in filled:
+        raise ValueError('expected a device such as "PJSIP/{ext}" (technology/resource)')
+    return value
+
+
+def _device(value: str) -> str:
+    if "/" not in value.strip("/ ") or any(c in value for c in "{}\r\n"):
+        raise ValueError('expected a device such as "PJSIP/alice" (technology/resource)')
+    return value
+
+
+def _dial_secret(value: Secret) -> Secret:
+    if len(value.get().strip()) < DIAL_SECRET_MIN:
+        raise ValueError(
+            f"must be at least {DIAL_SECRET_MIN} characters (e.g. `openssl rand -hex 32`)"
+        )
+    return Secret(value.get().strip())
+
+
+DIAL_SECRET_MIN = 16
+Extension = Annotated[str, Strict(), AfterValidator(_extension)]
+DeviceTemplate = Annotated[str, Strict(), AfterValidator(_device_template)]
+DialSecret = Annotated[Secret, AfterValidator(_dial_secret)]
+Device = Annotated[str, Strict(), AfterValidator(_device)]
+
+
+@dataclass(
+    frozen=True,
+    config=_section(
+        json_schema_extra=_secret_file_schema("secret", "secret_file", "the dial link secret")
+    ),
+)
+class DialConfig:
+    """Click-to-dial: tel: links in the browser ring the agent's phone, then call the number.
+
+    Off unless the file has a [dial] section (which needs secret or secret_file)."""
+
+    secret: DialSecret = _NO_SECRET
+    """HMAC secret of the agents' dial links (at least 16 characters). Prefer secret_file."""
+    device: DeviceTemplate = "PJSIP/{ext}"
+    """The agent's phone as an Originate Channel; {ext} is the extension."""
+    devices: Mapping[Extension, Device] = dataclasses.field(default_factory=dict)
+    """Exceptions to device: extension = device, e.g. "101" = "PJSIP/alice"."""
+    context: NonEmpty = "from-internal"
+    """Dialplan context the call to the customer runs in (the phones' outbound context)."""
+    prefix: Annotated[str, Strict(), Field(pattern=r"^[0-9*#+]*$")] = ""
+    """Digits dialled before the number, e.g. "0" for an outside line."""
+    format: DialFormat = DialFormat.INTERNATIONAL
+    """The number after prefix: "international" digits (491711234567) or "national"."""
+    deny: Globs = ()
+    """Numbers never dialled: shell-style patterns on the international digits, e.g. "49900*"."""
+    max_per_minute: Annotated[int, Count(le=600)] = 10
+    """Dials per agent and minute (besides at most one every 3 seconds)."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secret.get())
+
+    def device_for(self, ext: str) -> str:
+        return self.devices.get(ext) or self.device.format(ext=ext)
+
+
 Users = Mapping[NonEmpty, NonEmpty]
 
 
@@ -563,6 +649,7 @@ class Config:
     outbox: OutboxConfig = dataclasses.field(default_factory=OutboxConfig)
     status: StatusConfig = dataclasses.field(default_factory=StatusConfig)
     web: WebConfig = dataclasses.field(default_factory=WebConfig)
+    dial: DialConfig = dataclasses.field(default_factory=DialConfig)
     # Set by the loader, not keys of the file.
     path: SkipJsonSchema[str] = ""
     warnings: SkipJsonSchema[tuple[str, ...]] = ()
@@ -578,7 +665,13 @@ _SECTION_CLASSES: Final[dict[str, Any]] = {
     if dataclasses.is_dataclass(cls)
 }
 # (section, inline key, file key): the file key names a file holding only the value.
-_SECRET_FILES: Final = (("ami", "secret", "secret_file"), ("zammad", "url", "url_file"))
+_SECRET_FILES: Final = (
+    ("ami", "secret", "secret_file"),
+    ("zammad", "url", "url_file"),
+    ("dial", "secret", "secret_file"),
+)
+# Sections that are off when absent: their secret is required only when the section is there.
+_OPTIONAL_SECTIONS: Final = frozenset({"dial"})
 _REQUIRED: Final = (("ami", "username"),)
 _RETIRED: Final = {
     ("numbers", key): 'no longer supported; set region = "DE" (ISO 3166 country code) instead'
@@ -797,8 +890,15 @@ class _FileLayer:
             if key not in self.tables.get(section, {}):
                 self.fail(f"[{section}] {key}: missing required key")
         for section, key, file_key in _SECRET_FILES:
+            if section in _OPTIONAL_SECTIONS and section not in self.tables:
+                continue
             if key not in self.tables.get(section, {}):
                 self.fail(f"[{section}] {key}: missing required key (or {file_key})")
+        if cfg.dial.enabled and not (cfg.web.listen and cfg.web.public_url):
+            missing = "listen" if not cfg.web.listen else "public_url"
+            self.fail(f"[web] {missing}: required when [dial] is configured (click-to-dial)")
+        if cfg.dial.format is DialFormat.NATIONAL and cfg.numbers.region is None:
+            self.fail('[dial] format: "national" needs [numbers] region (whose national form)')
         proxy = cfg.zammad.proxy
         if proxy is not None and urllib.parse.urlsplit(proxy.get()).password:
             self.inline = True

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine, in one command: ./scripts/test.sh [pytest args]
 # Creates .venv, installs the package with its test extras; as root also installs Asterisk 16 and
-# 22 for the end-to-end lab and a Debian tree that boots systemd for the unit tests (otherwise
-# those tests skip, or fail under CI=true); then ruff, mypy and pytest.
+# 22 for the end-to-end lab, Chromium for the browser tests and a Debian tree that boots systemd
+# for the unit tests (otherwise those tests skip, or fail under CI=true); then ruff, mypy and
+# pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ]; then
     bash .ci/install-asterisk
     bash .ci/install-asterisk22
+    bash .ci/install-chromium  # headless Chromium + chromedriver for tests/dial/test_browser.py
 else
     echo "test.sh: not root: skipping the Asterisk and systemd-tree installs (e2e tests need them)"
 fi

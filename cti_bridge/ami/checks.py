@@ -58,3 +58,19 @@ async def check_ami(client: AmiClient, timeout: float) -> list[Result]:
         )
     )
     return results
+
+
+ORIGINATE = "AMI Originate (click-to-dial)"
+
+
+async def check_originate(client: AmiClient, timeout: float) -> Result:
+    """Whether the user may originate: ``ListCommands`` lists only the actions its ``write=``
+    classes allow. Checked only when ``[dial]`` is configured."""
+    resp = await client.request({"Action": "ListCommands"}, timeout)
+    if resp is None or isinstance(resp, list):
+        return ORIGINATE, False, "no answer to ListCommands"
+    if not resp.success:
+        return ORIGINATE, False, f"ListCommands: {resp.get('Message', 'refused')}"
+    if "Originate" in resp:
+        return ORIGINATE, True, "allowed"
+    return ORIGINATE, False, "not allowed: manager.conf write= needs originate (never system)"

@@ -35,6 +35,12 @@ from panoramisk.message import Message
 
 from cti_bridge.ami.checks import Result, check_ami
 from cti_bridge.ami.manager import HardenedManager, LinkState
+from cti_bridge.ami.originate import (
+    ORIGINATE_RESPONSE,
+    OriginateRequest,
+    OriginateResult,
+    PendingOriginates,
+)
 from cti_bridge.ami.protocol import (
     DEFAULT_WANTED_EVENTS,
     Event,
@@ -79,7 +85,9 @@ class AmiClient:
         self._login_retry = login_retry_interval
         self.stats = ProtoStats()  # counters of every connection: they survive reconnects
         self._rlog = RateLimitedLog(log)
-        self.sink = EventSink(on_event, self.stats, self._rlog)
+        self._on_event = on_event
+        self.originates = PendingOriginates()
+        self.sink = EventSink(self._route, self.stats, self._rlog)
         self._listing = ChannelListing(
             on_resync, self.stats, self._rlog, resync_timeout or max(cfg.ping_timeout, 10.0)
         )
@@ -233,6 +241,26 @@ class AmiClient:
             return False
         return True
 
+    async def originate(self, call: OriginateRequest) -> OriginateResult:
+        """AMI Originate with ``Async: true``: queued (the outcome future resolves with the
+        ``OriginateResponse``) or refused with Asterisk's message.
+
+        docs/asterisk-ami.md#139-successfully-queued-answers-need-async: the action completes on
+        the first answer (``as_list=False``); the outcome arrives as an event.
+        """
+        action_id, outcome = self.originates.open()
+        resp = await self.request(call.fields(action_id), self.cfg.ping_timeout, as_list=False)
+        if isinstance(resp, Message) and resp.success:
+            return OriginateResult(outcome)
+        outcome.cancel()
+        if not isinstance(resp, Message):
+            return OriginateResult(None, "the PBX did not answer (AMI not connected)")
+        message = resp.get("Message", "") or "refused"
+        if "permission denied" in message.lower():
+            message += " (the AMI user needs write = originate)"
+        log.warning("AMI Originate to %s refused: %s", call.channel, message)
+        return OriginateResult(None, message)
+
     async def check(self, timeout: float) -> list[Result]:
         """Checks for ``cti-bridge check``: (name, ok, detail), in order of dependency."""
         return await check_ami(self, timeout)
@@ -246,13 +274,21 @@ class AmiClient:
         if mgr is None or proto is None or getattr(proto, "closed", True):
             return None
         action = Action(fields, as_list=as_list)
-        future = mgr.send_action(action)
+        # send_action() sets the action's as_list again (None unless given): pass it on.
+        future = mgr.send_action(action, as_list=as_list)
         try:
             result: Message | list[Message] = await asyncio.wait_for(future, timeout)
         except (TimeoutError, ConnectionError):
             proto.responses.pop(action.id, None)
             return None
         return result
+
+    def _route(self, event: Event) -> None:
+        """OriginateResponse settles an originate of ours; every event goes on to ``on_event``
+        (the call model ignores what it does not handle)."""
+        if event.get("Event") == ORIGINATE_RESPONSE:
+            self.originates.resolve(event)
+        self._on_event(event)
 
     def drop(self, proto: Any, reason: str) -> None:
         """Abort the link ``proto`` carries; panoramisk's ``connection_lost`` reconnects."""
@@ -324,6 +360,7 @@ class AmiClient:
             self._set_link(LinkState.CONNECTING)
         if self._mgr is not None:
             self._mgr.fail_pending()
+        self.originates.fail_all()
         if self._reason is not None:
             self._last_error = self._reason
         else:

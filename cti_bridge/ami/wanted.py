@@ -16,8 +16,9 @@ from cti_bridge.calls import HANDLED_EVENTS
 
 #: What the AMI client reads itself: ``FullyBooted`` tells it the PBX is ready and that
 #: ``read=`` includes ``system`` (panoramisk resends pending actions on it,
-#: docs/asterisk-ami.md#137-pending-actions-wait-for-fullybooted).
-CLIENT_EVENTS: frozenset[str] = frozenset({"FullyBooted"})
+#: docs/asterisk-ami.md#137-pending-actions-wait-for-fullybooted); ``OriginateResponse`` is the
+#: outcome of a click-to-dial Originate (``ami.originate``).
+CLIENT_EVENTS: frozenset[str] = frozenset({"FullyBooted", "OriginateResponse"})
 
 #: Every event the bridge reads.
 WANTED_EVENTS: frozenset[str] = HANDLED_EVENTS | CLIENT_EVENTS

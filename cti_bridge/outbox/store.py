@@ -11,6 +11,11 @@ order) and a fresh ``created_at``, so a running daemon picks them up like new ev
 limit that sent them there does not fire again at once.
 
 Only the CTI form fields are stored (the event JSON): never the URL, which holds the token.
+
+``dial_serials`` holds each agent's click-to-dial link serial (``cti-bridge dial-link
+--revoke`` bumps it from a second process; the daemon reads it per request). Every table is
+created with ``IF NOT EXISTS`` on open, so an outbox file from an older version gains the
+tables it lacks and keeps its rows.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ CREATE TABLE IF NOT EXISTS open_calls (
     newcall TEXT NOT NULL,
     answered INTEGER NOT NULL DEFAULT 0,
     opened_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dial_serials (
+    ext TEXT PRIMARY KEY,
+    serial INTEGER NOT NULL
 );
 """
 
@@ -238,6 +247,23 @@ class Outbox:
                 n += self._db.execute("DELETE FROM pending").rowcount
                 self._db.execute("DELETE FROM open_calls")
         return n
+
+    # -- click-to-dial link serials -----------------------------------------------------------
+
+    def dial_serial(self, ext: str) -> int:
+        """The serial of ``ext``'s dial links (0 until the first revoke)."""
+        row = self._db.execute("SELECT serial FROM dial_serials WHERE ext = ?", (ext,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def bump_dial_serial(self, ext: str) -> int:
+        """Invalidate ``ext``'s dial links: the serial goes up by one; returns the new one."""
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO dial_serials (ext, serial) VALUES (?, 1) "
+                "ON CONFLICT (ext) DO UPDATE SET serial = serial + 1",
+                (ext,),
+            )
+        return self.dial_serial(ext)
 
     # -- reading -----------------------------------------------------------------------------
 

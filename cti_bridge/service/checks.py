@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 
+from cti_bridge.ami.checks import check_originate
 from cti_bridge.ami.client import AmiClient
 from cti_bridge.config import Config, WebConfig
 from cti_bridge.zammad.client import check_endpoint
@@ -17,6 +18,8 @@ async def run_checks(cfg: Config, *, timeout: float = 8.0) -> list[Result]:
     try:
         await ami.start()
         results.extend(await ami.check(timeout))
+        if cfg.dial.enabled and ami.connected:
+            results.append(await check_originate(ami, timeout))
     finally:
         await ami.stop()
     ok, detail = await check_endpoint(cfg.zammad)

@@ -34,6 +34,7 @@ from cti_bridge.ami.client import AmiClient
 from cti_bridge.calls.tracker import IN, CallRules, CallTracker
 from cti_bridge.causes import Q850
 from cti_bridge.config import Config
+from cti_bridge.dial import DialService, dial_routes
 from cti_bridge.events import CtiEvent
 from cti_bridge.numbers import NumberPlan
 from cti_bridge.outbox.store import Outbox
@@ -62,10 +63,6 @@ class Daemon:
         self.outbox = Outbox(cfg.outbox.path, background_checkpoint=True)
         self.client = ZammadClient(cfg.zammad)
         self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.web.listen else None
-        self.web: WebServer | None = None
-        if self.metrics is not None:
-            view = DaemonView(self.snapshot, self.metrics.registry, self.health)
-            self.web = WebServer(cfg.web, create_app(view))
         self.delivery = Delivery(
             self.outbox,
             self.client,
@@ -78,6 +75,20 @@ class Daemon:
         )
         self.agi = AgiServer(cfg.agi, self._decide) if cfg.agi.listen else None
         self.numbers = NumberPlan(cfg.numbers)  # Zammad's caller ID on its way to Asterisk
+        self.dial: DialService | None = None
+        if cfg.dial.enabled:
+            self.dial = DialService(
+                cfg.dial,
+                self.numbers,
+                serial=self.outbox.dial_serial,
+                originate=self.ami.originate,
+                clock=time.monotonic,
+            )
+        self.web: WebServer | None = None
+        if self.metrics is not None:
+            view = DaemonView(self.snapshot, self.metrics.registry, self.health)
+            routes = dial_routes(self.dial) if self.dial is not None else []
+            self.web = WebServer(cfg.web, create_app(view, routes))
         self.status_server = StatusServer(cfg.status.socket, self.snapshot)
         self.readiness = Readiness(Notifier.from_env(), self._status_line)
         self.staged = StagedEvents(self._submit)
@@ -293,6 +304,8 @@ class Daemon:
             self._tick_timer.cancel()
             self._tick_timer = None
         await self.ami.stop()
+        if self.dial is not None:
+            await self.dial.stop()
         if self.agi is not None:
             await self.agi.stop()
         self.staged.close(self.tracker.flush())

@@ -38,6 +38,7 @@ def test_command_tree_is_what_operators_use() -> None:
         "status": ["--config", "--instance", "--json", "--socket", "-c"],
         "check": ["--config", "--instance", "-c"],
         "send": ["--config", "-c", "event", "fields"],
+        "dial-link": ["--config", "--handler", "--revoke", "-c", "ext"],
         "replay": ["--config", "-c", "traces"],
         "outbox": {
             "list": ["--config", "--dead", "--limit", "-c"],

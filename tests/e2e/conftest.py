@@ -175,8 +175,9 @@ def start_daemon(
     daemon_runnable: None,
 ) -> Iterator[DaemonFactory]:
     """``start_daemon(zammad, ami_port=None, users=None, wait=True, ami_secret=None,
-    zammad_url=None, report_internal=False)`` -> a running daemon, config and outbox in a
-    directory of its own.
+    zammad_url=None, report_internal=False, extra_config="")`` -> a running daemon, config and
+    outbox in a directory of its own; ``extra_config`` is TOML appended to the file (e.g. ``[web]``
+    and ``[dial]``).
 
     ``ami_port`` lets a test put a TcpProxy between the daemon and the pbx's AMI.
     """
@@ -191,6 +192,7 @@ def start_daemon(
         ami_secret: str | None = None,
         zammad_url: str | None = None,
         report_internal: bool = False,
+        extra_config: str = "",
     ) -> Daemon:
         d = tmp_path / f"daemon{len(started)}"
         d.mkdir()
@@ -203,6 +205,7 @@ def start_daemon(
             agi_port=clean_lab.agi_port,
             users=users,
             report_internal=report_internal,
+            extra=extra_config,
         )
         daemon = Daemon(cfg, d / "daemon.log")
         started.append(daemon)

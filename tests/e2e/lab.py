@@ -843,7 +843,9 @@ def daemon_config(
     agi_port: int,
     users: dict[str, str] | None = None,
     report_internal: bool = False,
+    extra: str = "",
 ) -> Path:
+    """The daemon's config file; ``extra`` is TOML appended as it is (more sections)."""
     users = {"101": "Alice Agent"} if users is None else users
 
     def q(s: str) -> str:
@@ -883,7 +885,7 @@ path = {q(str(tmp / "outbox.sqlite3"))}
 
 [status]
 socket = {q(str(tmp / "status.sock"))}
-"""
+{extra}"""
     path = tmp / "cti-bridge.toml"
     path.write_text(text, "utf-8")
     path.chmod(0o600)

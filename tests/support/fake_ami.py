@@ -73,6 +73,10 @@ class FakeAmi:
         self.list_interleave: list[dict[str, str]] = []  # async events sent inside the list
         self.stalled = False  # answer nothing, send nothing (half-open peer)
         self.hangups: list[dict[str, str]] = []
+        self.originates: list[dict[str, str]] = []  # Originate actions queued (lower-case keys)
+        # What the OriginateResponse of every Originate reports, and how long after the answer.
+        self.originate_outcome: tuple[str, str] = ("Success", "4")  # (Response, Reason)
+        self.originate_delay = 0.05
         self.actions: list[dict[str, str]] = []  # every action received, secret removed
         self.logins_ok = 0
         self.logins_failed = 0
@@ -289,6 +293,14 @@ class FakeAmi:
             await self._core_show_channels(client, ids)
         elif act == "hangup":
             await self._hangup(client, lower, ids)
+        elif act == "originate":
+            await self._originate(client, lower, ids)
+        elif act == "listcommands":
+            allowed = [a for a in _ACTIONS if a.lower() not in self.denied]
+            await self._reply(
+                client,
+                [("Response", "Success"), *ids, *((a, f"{a}. (Priv: <none>)") for a in allowed)],
+            )
         elif act == "userevent":
             await self._reply(client, [("Response", "Success"), *ids])
             extra = [(k, v) for k, v in headers if k.lower() not in ("action", "actionid")]
@@ -377,6 +389,45 @@ class FakeAmi:
             return
         self.hangups.append({"Channel": name, "Cause": h.get("cause", "")})
         await self._reply(client, [("Response", "Success"), *ids, ("Message", "Channel Hungup")])
+
+    async def _originate(
+        self, client: _Client, h: dict[str, str], ids: list[tuple[str, str]]
+    ) -> None:
+        """Queue it (an asynchronous Originate), then report ``originate_outcome`` as an
+        ``OriginateResponse`` event carrying the ActionID, as Asterisk does."""
+        if h.get("async", "").lower() not in ("true", "yes", "1"):
+            await self._reply(client, [("Response", "Error"), *ids, ("Message", "sync only")])
+            return
+        self.originates.append(dict(h))
+        await self._reply(
+            client, [("Response", "Success"), *ids, ("Message", "Originate successfully queued")]
+        )
+        response, reason = self.originate_outcome
+
+        async def later() -> None:
+            await asyncio.sleep(self.originate_delay)
+            await self.send_event(
+                [
+                    ("Event", "OriginateResponse"),
+                    ("Privilege", "call,all"),
+                    *ids,
+                    ("Response", response),
+                    ("Channel", h.get("channel", "")),
+                    ("Context", h.get("context", "")),
+                    ("Exten", h.get("exten", "")),
+                    ("Reason", reason),
+                    ("Uniqueid", "1700000000.99"),
+                    ("CallerIDNum", "<unknown>"),
+                    ("CallerIDName", "<unknown>"),
+                ]
+            )
+
+        task = asyncio.ensure_future(later())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+_ACTIONS = ("Ping", "Logoff", "Events", "Filter", "CoreShowChannels", "Hangup", "Originate")
 
 
 # -- client-side helpers shared by the AMI tests ----------------------------------------------
