@@ -3,9 +3,7 @@ IVRs, a blonde transfer and a forward to an outside number, with what Zammad mus
 each so that its caller log asks for a callback exactly when one is due.
 
 Zammad keeps an inbound call "not done" when it was never answered (unless the hangup cause is
-``forwarded``) or when the answering user is ``voicemail``. The tests marked ``MODEL`` state
-what the issue requires and today's call model does not post yet; they are strict xfails, so
-they fail (XPASS) as soon as the model gets them right, and the mark must go then.
+``forwarded``) or when the answering user is ``voicemail``.
 """
 
 from __future__ import annotations
@@ -30,8 +28,6 @@ from .lab import Lab
 
 pytestmark = pytest.mark.e2e
 
-MODEL = pytest.mark.xfail(strict=True, reason="issue 13: call model does not post this yet")
-
 GROUP_VM = "4930555110"  # alice & bob ring 3 s, then alice's mailbox
 ALICE_XFER = "4930555310"  # alice, transfers allowed
 VOICEMAIL = "4930555400"  # alice's mailbox
@@ -52,7 +48,6 @@ def voicemail_call(caller: str, did: str) -> list[dict[str, str | None]]:
     ]
 
 
-@MODEL
 def test_voicemail_direct(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     h = clean_lab.call(VOICEMAIL, "491710000401", talk=GREETING)
     assert clean_lab.originate_response(h)["Response"] == "Success"
@@ -60,14 +55,12 @@ def test_voicemail_direct(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     assert clean_lab.arrivals(h.mark) == []
 
 
-@MODEL
 def test_voicemail_hangup_during_greeting(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     h = clean_lab.call(VOICEMAIL, "491710000402", talk=1)
     assert clean_lab.originate_response(h)["Response"] == "Success"
     expect_calls(zammad, [voicemail_call("491710000402", VOICEMAIL)])
 
 
-@MODEL
 def test_voicemail_after_ring_group_timeout(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     clean_lab.set_mode("alice", "ring")
     clean_lab.set_mode("bob", "ring")
@@ -77,7 +70,6 @@ def test_voicemail_after_ring_group_timeout(clean_lab: Lab, daemon: object, zamm
     assert sorted(a["Target"] for a in clean_lab.arrivals(h.mark)) == ["alice", "bob"]
 
 
-@MODEL
 def test_voicemail_freepbx_macro(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     clean_lab.set_mode("alice", "ring")
     h = clean_lab.call(FREEPBX_VM, "491710000404", talk=GREETING)
@@ -153,7 +145,6 @@ def test_blonde_transfer_report_internal(
         assert_call(zammad, call, [new_call("101", "102", "in"), hangup("in", "forwarded")])
 
 
-@MODEL
 def test_forward_to_outside_number(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     """Alice's follow-me rings her phone and her mobile; the mobile answers: the call was
     answered, by alice (her forward), and is posted once."""
