@@ -38,6 +38,7 @@ from cti_bridge.config import (
     ZammadConfig,
     load_config,
 )
+from tests.support.ami_filter import LegacyFilter, event_text
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "cti-bridge.service"
@@ -457,19 +458,14 @@ def test_manager_user_name_matches_example_config() -> None:
     assert list(_asterisk_sections(MANAGER.read_text())) == [_example_username()]
 
 
-def _legacy_filters(lines: Iterator[str]) -> list[tuple[bool, re.Pattern[str]]]:
-    """POSIX regexes without REG_NEWLINE: ``.`` matches a newline too (DOTALL)."""
-    out = []
-    for value in lines:
-        negative = value.startswith("!")
-        out.append((negative, re.compile(value[1:] if negative else value, re.DOTALL)))
-    return out
+def _legacy_filters(lines: Iterator[str]) -> LegacyFilter:
+    return LegacyFilter(lines)
 
 
 def _payload(event: str, **headers: str) -> str:
     """An event's text as manager.c hands it to the filters."""
     fields = {"Privilege": "call,all", "Channel": "PJSIP/trunk-00000001", **headers}
-    return f"Event: {event}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+    return event_text({"Event": event, **fields})
 
 
 def _newexten(app: str) -> str:
@@ -487,14 +483,9 @@ def _newexten(app: str) -> str:
     )
 
 
-def _passes(filters: list[tuple[bool, re.Pattern[str]]], event: str) -> bool:
+def _passes(filters: LegacyFilter, event: str) -> bool:
     """Legacy manager.c semantics: include filters first (if any), then exclude filters."""
-    payload = event if "\r\n" in event else _payload(event)
-    includes = [p for neg, p in filters if not neg]
-    excludes = [p for neg, p in filters if neg]
-    if includes and not any(p.search(payload) for p in includes):
-        return False
-    return not any(p.search(payload) for p in excludes)
+    return filters.passes(event if "\r\n" in event else _payload(event))
 
 
 #: Dialplan events the AMI user must not get: other applications, and VoiceMail only as a
@@ -532,7 +523,7 @@ def test_manager_event_filter_lets_through_only_what_the_bridge_reads() -> None:
     assert values == manager_eventfilters()
     filters = _legacy_filters(iter(values))
     assert [e for e in UNREAD_EVENTS if _passes(filters, e)] == []
-    includes = [p.pattern for neg, p in filters if not neg]
+    includes = [p.pattern for p in filters.includes]
     m = re.fullmatch(r"Event: \((.+)\)", includes[0])
     assert m, includes[0]
     assert set(m.group(1).split("|")) | HEADER_FILTERED.keys() == WANTED_EVENTS

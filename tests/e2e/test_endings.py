@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from cti_bridge.ami.wanted import WANTED_EVENTS
 from tests.support.fake_zammad import CallLog, FakeZammad
 
 from .conftest import DaemonFactory
@@ -24,7 +25,7 @@ from .expect import (
     new_call,
     wait_hangups,
 )
-from .lab import Lab
+from .lab import AmiClient, Lab
 
 pytestmark = pytest.mark.e2e
 
@@ -75,6 +76,30 @@ def test_voicemail_freepbx_macro(clean_lab: Lab, daemon: object, zammad: FakeZam
     h = clean_lab.call(FREEPBX_VM, "491710000404", talk=GREETING)
     assert clean_lab.originate_response(h)["Response"] == "Success"
     expect_calls(zammad, [voicemail_call("491710000404", FREEPBX_VM)])
+
+
+def test_daemon_ami_user_gets_voicemail_and_no_other_dialplan_step(clean_lab: Lab):
+    """The shipped manager_cti.conf (read= with dialplan, the VoiceMail eventfilter line) as
+    this Asterisk evaluates it: of all dialplan steps of an IVR call and a voicemail call, the
+    daemon's user gets the VoiceMail one only, and nothing the bridge does not read."""
+    cti = AmiClient(
+        "127.0.0.1", clean_lab.pbx_ami_port, clean_lab.ami_username, clean_lab.ami_secret, "cti"
+    ).connect()
+    try:
+        lab_mark = clean_lab.pbx_ami.mark()
+        for number, caller in ((IVR, "491710000410"), (VOICEMAIL, "491710000411")):
+            h = clean_lab.call(number, caller, talk=1)
+            assert clean_lab.originate_response(h)["Response"] == "Success"
+        clean_lab.wait_idle()
+        got = cti.since(0)
+    finally:
+        cti.close()
+    # What a read=all user saw of the same calls: every step, VarSet and more.
+    apps = [e.get("Application") for e in clean_lab.pbx_ami.since(lab_mark, "Newexten")]
+    assert {"Answer", "BackGround", "AGI", "Set", "VoiceMail"} <= set(apps), apps
+    assert clean_lab.pbx_ami.since(lab_mark, "VarSet")
+    assert [e.get("Application") for e in got if e.get("Event") == "Newexten"] == ["VoiceMail"]
+    assert {str(e.get("Event")) for e in got} <= WANTED_EVENTS
 
 
 def test_ivr_abandoned(clean_lab: Lab, daemon: object, zammad: FakeZammad):
@@ -162,4 +187,4 @@ def test_forward_to_outside_number(clean_lab: Lab, daemon: object, zammad: FakeZ
             ]
         ],
     )
-    assert sorted(a["Target"] for a in clean_lab.arrivals(h.mark)) == ["alice", MOBILE]
+    assert sorted(a["Target"] for a in clean_lab.arrivals(h.mark)) == sorted(["alice", MOBILE])
