@@ -121,11 +121,11 @@ class Answers:
         """The caller reached a mailbox: ``answer`` with ``user=voicemail``, once per call.
 
         Only for calls posted as ``in`` (an outbound row is never missed), and only while no
-        person has answered: a caller an agent transferred to a mailbox stays answered by him.
+        person has answered: a caller an agent transferred to a mailbox stays the agent's.
         """
         if call.answered or call.silent or call.direction not in _POSTED_IN:
             return
-        call.answered = call.voicemail = True
+        call.answered = True
         if call.newcall_state is _PENDING:
             self._gate.emit(call, out)
         if call.newcall_state is not _SENT or self.quiet:

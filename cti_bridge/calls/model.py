@@ -139,7 +139,6 @@ class Call:
     answered: bool = False
     answered_by: Channel | None = None
     answered_uids: set[str] = field(default_factory=set)
-    voicemail: bool = False  # VoiceMail() took it: answered by user "voicemail"
     caller_cancelled: bool = False
     forwarded: bool = False
     legs: list[Channel] = field(default_factory=list)  # the non-Local channels it dialled
