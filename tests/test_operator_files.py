@@ -27,7 +27,7 @@ from cti_bridge import config as config_mod
 from cti_bridge.agi.decide import AgiDecision
 from cti_bridge.agi.server import AgiServer
 from cti_bridge.agi.wire import AgiRequest
-from cti_bridge.ami.wanted import WANTED_EVENTS
+from cti_bridge.ami.wanted import HEADER_FILTERED, WANTED_EVENTS, manager_eventfilters
 from cti_bridge.config import (
     DEFAULT_CONFIG_PATH,
     AgiConfig,
@@ -38,6 +38,7 @@ from cti_bridge.config import (
     ZammadConfig,
     load_config,
 )
+from tests.support.ami_filter import LegacyFilter, event_text
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "cti-bridge.service"
@@ -453,7 +454,7 @@ def _asterisk_sections(text: str) -> dict[str, list[tuple[str, str]]]:
 
 # Events the bridge relies on; a filter must never drop them. List items of an action
 # (CoreShowChannel...) are not subject to filters and not in the list.
-NEEDED_EVENTS = sorted(WANTED_EVENTS)
+NEEDED_EVENTS = sorted(WANTED_EVENTS - HEADER_FILTERED.keys())
 # AMI events of Asterisk 16 the bridge does not read, among them the ones whose names start
 # with a wanted one (a legacy filter regex matches a prefix).
 UNREAD_EVENTS = ("Newexten", "VarSet", "HangupHandlerRun", "HangupHandlerPush",
@@ -492,7 +493,8 @@ def test_manager_user_is_least_privilege() -> None:
         assert "all" not in _classes(perm)
         assert _classes(perm) <= AMI_CLASSES, perm
     assert _classes(read) >= {"call", "agent", "system"}
-    assert not _classes(read) & {"dialplan", "config", "command", "originate", "cdr"}
+    # dialplan only for VoiceMail's Newexten: test_manager_event_filters_keep_needed_events
+    assert not _classes(read) & {"config", "command", "originate", "cdr"}
     # originate: click-to-dial ([dial]) places its calls with Originate; never system.
     assert not _classes(write) & {"system", "config", "command", "agi"}
     assert user["deny"] == ["0.0.0.0/0.0.0.0"]
@@ -510,22 +512,44 @@ def test_manager_user_name_matches_example_config() -> None:
     assert list(_asterisk_sections(MANAGER.read_text())) == [_example_username()]
 
 
-def _legacy_filters(lines: Iterator[str]) -> list[tuple[bool, re.Pattern[str]]]:
-    out = []
-    for value in lines:
-        negative = value.startswith("!")
-        out.append((negative, re.compile(value[1:] if negative else value)))
-    return out
+def _legacy_filters(lines: Iterator[str]) -> LegacyFilter:
+    return LegacyFilter(lines)
 
 
-def _passes(filters: list[tuple[bool, re.Pattern[str]]], event: str) -> bool:
+def _payload(event: str, **headers: str) -> str:
+    """An event's text as manager.c hands it to the filters."""
+    fields = {"Privilege": "call,all", "Channel": "PJSIP/trunk-00000001", **headers}
+    return event_text({"Event": event, **fields})
+
+
+def _newexten(app: str) -> str:
+    """A Newexten as Asterisk 16 and 22 send it (the lab's traces), running ``app``."""
+    return _payload(
+        "Newexten",
+        Privilege="dialplan,all",
+        Context="macro-vm",
+        Exten="s-NOANSWER",
+        Priority="2",
+        Uniqueid="1700000000.1",
+        Extension="s-NOANSWER",
+        Application=app,
+        AppData="101@default,u",
+    )
+
+
+def _passes(filters: LegacyFilter, event: str) -> bool:
     """Legacy manager.c semantics: include filters first (if any), then exclude filters."""
-    payload = f"Event: {event}\r\nPrivilege: call,all\r\nChannel: PJSIP/trunk-00000001\r\n"
-    includes = [p for neg, p in filters if not neg]
-    excludes = [p for neg, p in filters if neg]
-    if includes and not any(p.search(payload) for p in includes):
-        return False
-    return not any(p.search(payload) for p in excludes)
+    return filters.passes(event if "\r\n" in event else _payload(event))
+
+
+#: Dialplan events the AMI user must not get: other applications, and VoiceMail only as a
+#: variable's value or a prefix of another application's name.
+DIALPLAN_NOISE = [
+    _newexten(app) for app in ("Dial", "Set", "AppDial", "VoiceMailMain", "Gosub", "Playback")
+] + [
+    _payload("VarSet", Privilege="dialplan,all", Variable="APP", Value="VoiceMail"),
+    _payload("Newexten", Privilege="dialplan,all", Application="Dial", AppData="VoiceMail"),
+]
 
 
 @pytest.mark.parametrize("variant", ["active", "commented alternative"])
@@ -541,18 +565,28 @@ def test_manager_event_filters_keep_needed_events(variant: str) -> None:
     dropped = [e for e in NEEDED_EVENTS if not _passes(filters, e)]
     assert dropped == []
     assert [e for e in NOISE_EVENTS if _passes(filters, e)] == []
+    assert [e for e in DIALPLAN_NOISE if _passes(filters, e)] == []
+    # Voicemail is detected with the active lines only (the alternative says so).
+    assert _passes(filters, _newexten("VoiceMail")) is (variant == "active")
 
 
 def test_manager_event_filter_lets_through_only_what_the_bridge_reads() -> None:
     # The active filter follows cti_bridge.ami.wanted: nothing it lists is unread, and the
     # regex's prefix matching lets no longer name through.
-    filters = _legacy_filters(iter(_manager_user()["eventfilter"]))
+    values = _manager_user()["eventfilter"]
+    assert values == manager_eventfilters()
+    filters = _legacy_filters(iter(values))
     assert [e for e in UNREAD_EVENTS if _passes(filters, e)] == []
-    includes = [p.pattern for neg, p in filters if not neg]
-    (pattern,) = includes
-    m = re.fullmatch(r"Event: \((.+)\)", pattern)
-    assert m, pattern
-    assert set(m.group(1).split("|")) == WANTED_EVENTS
+    includes = [p.pattern for p in filters.includes]
+    m = re.fullmatch(r"Event: \((.+)\)", includes[0])
+    assert m, includes[0]
+    assert set(m.group(1).split("|")) | HEADER_FILTERED.keys() == WANTED_EVENTS
+    # One line per header-filtered event, and only the values the call model reads pass.
+    assert len(includes) == 1 + len(HEADER_FILTERED)
+    for event, (header, wanted) in HEADER_FILTERED.items():
+        for value in wanted:
+            assert _passes(filters, _payload(event, **{header: value}))
+        assert not _passes(filters, _payload(event, **{header: "Other"}))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 
 Result = tuple[str, bool, str]
 RESYNC = "AMI CoreShowChannels (resync)"
+VOICEMAIL = "AMI voicemail events"
+#: What an operator runs when the check cannot tell (no AMI action reveals ``read=``).
+BY_HAND = (
+    'check by hand: asterisk -rx "manager show user {user}" must show dialplan in read perm '
+    "and the VoiceMail eventfilter of conf/asterisk/manager_cti.conf"
+)
 
 
 async def check_ami(client: AmiClient, timeout: float) -> list[Result]:
@@ -57,6 +63,7 @@ async def check_ami(client: AmiClient, timeout: float) -> list[Result]:
             else "not verified (no call activity seen); manager.conf read= needs call",
         )
     )
+    results.append(voicemail_events(client))
     return results
 
 
@@ -74,3 +81,29 @@ async def check_originate(client: AmiClient, timeout: float) -> Result:
     if "Originate" in resp:
         return ORIGINATE, True, "allowed"
     return ORIGINATE, False, "not allowed: manager.conf write= needs originate (never system)"
+
+
+def voicemail_events(client: AmiClient) -> Result:
+    """Does the AMI user get ``Newexten`` for ``VoiceMail()``, and no other dialplan step?
+
+    docs/asterisk-ami.md#12-the-ami-user-event-classes-and-filters: this needs the ``dialplan``
+    read class and the VoiceMail ``eventfilter`` line. Only events prove it: no action makes
+    a ``Newexten`` without a call, so without one the result says how to check by hand.
+    """
+    sink = client.sink
+    by_hand = BY_HAND.format(user=client.cfg.username)
+    if sink.unfiltered_dialplan:
+        return (
+            VOICEMAIL,
+            False,
+            f"Newexten of {sink.unfiltered_dialplan} received: every dialplan step reaches the "
+            "bridge; add the eventfilter lines of conf/asterisk/manager_cti.conf",
+        )
+    if sink.voicemail_seen:
+        return (VOICEMAIL, True, "VoiceMail() seen")
+    return (
+        VOICEMAIL,
+        True,
+        "not verified (no call reached VoiceMail() yet); without them voicemail is posted "
+        f"as not answered; {by_hand}",
+    )

@@ -12,6 +12,9 @@ import logging
 from collections.abc import Callable
 
 from cti_bridge.ami.protocol import Event, ProtoStats, RateLimitedLog
+from cti_bridge.ami.wanted import HEADER_FILTERED
+
+_VOICEMAIL_HEADER, _VOICEMAIL_APPS = HEADER_FILTERED["Newexten"]
 
 
 class EventSink:
@@ -25,11 +28,21 @@ class EventSink:
         self._rlog = rlog
         self.fully_booted = False  # FullyBooted since the last connect: read= has "system"
         self.call_event_seen = False  # any call-class event so far: read= has "call"
+        # A call reached VoiceMail(): read= has "dialplan" and the filter lets it through.
+        self.voicemail_seen = False
+        # The application of a Newexten the AMI user's filter should have dropped, if any.
+        self.unfiltered_dialplan = ""
 
     def __call__(self, event: Event) -> None:
         name = event.get("Event")
         if name == "FullyBooted":
             self.fully_booted = True
+        elif name == "Newexten":
+            app = event.get(_VOICEMAIL_HEADER, "")
+            if app in _VOICEMAIL_APPS:
+                self.voicemail_seen = True
+            elif not self.unfiltered_dialplan:
+                self.unfiltered_dialplan = app or "?"
         elif not self.call_event_seen and event.get("Privilege", "").startswith("call"):
             self.call_event_seen = True
         try:

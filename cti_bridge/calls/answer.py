@@ -7,17 +7,32 @@ bridge, through any number of Local hops, with a real device; when its own ``Dia
 answering the caller is no bridge with a device, and an inner leg answering behind a Local
 channel that the caller's own Dial has not answered is no bridge with the caller either. A
 later bridge with another device (a transfer) gives one more ``answer``.
+
+Voicemail is the one dialplan application that answers for a person: Zammad keeps a call that
+``voicemail`` answered on its missed list
+(docs/zammad-cti.md#4-the-call-log-and-what-makes-a-call-missed), so reaching ``VoiceMail()``
+posts an ``answer`` with ``user=voicemail`` (docs/asterisk-ami.md#51-voicemail). An outside
+number answering an inbound call is a forward: the ``answer`` names the user whose forward it
+was when the call rang exactly one user (docs/asterisk-ami.md#52-forward-to-an-outside-number).
 """
 
 from __future__ import annotations
 
 from cti_bridge.calls.graph import ChannelGraph
-from cti_bridge.calls.model import Call, Channel, Event, NewCallState, base_event
+from cti_bridge.calls.model import Call, Channel, Direction, Event, NewCallState, base_event
 from cti_bridge.calls.newcall import NewCallGate
 from cti_bridge.calls.rules import Pbx
 from cti_bridge.events import CtiEvent
 
 _PENDING, _SENT = NewCallState.PENDING, NewCallState.SENT
+
+#: Dialplan applications that take a message for a person (``Newexten`` ``Application``, as
+#: Asterisk registers it). ``VoiceMailMain`` (a user listening to messages) is not one.
+VOICEMAIL_APPS: frozenset[str] = frozenset({"VoiceMail"})
+#: The ``user`` of an ``answer`` Zammad keeps on the missed-call list.
+VOICEMAIL_USER = "voicemail"
+#: Calls Zammad can show as missed: posted as ``in`` (docs/zammad-cti.md#3-fields-per-event).
+_POSTED_IN = frozenset({Direction.IN, Direction.INTERNAL})
 
 
 class Answers:
@@ -75,12 +90,49 @@ class Answers:
             return
         if status == "ANSWER" and not dest.is_local:
             self.answered(call, dest, out)
+        elif status == "ANSWER" and dest.peer is not None and dest.peer.voicemail:
+            self.voicemail(call, out)  # a Local half that runs VoiceMail() answered
         elif status == "CANCEL" and not any(leg.dial_status == "ANSWER" for leg in call.legs):
             # The caller's own Dial was cancelled with no leg answering: the caller gave up.
             if ev.get("Forward"):
                 call.forwarded = True
             elif not call.answered:
                 call.caller_cancelled = True
+
+    def on_newexten(self, ev: Event, out: list[CtiEvent]) -> None:
+        """A dialplan step; only ``VoiceMail()`` matters (the AMI filter passes only that one).
+
+        On the caller's own channel it answers the caller (it answers the channel before the
+        greeting). On a Local half it answers the caller once the caller's Dial answers that
+        Local channel (``on_dial_end``).
+        """
+        if ev.get("Application") not in VOICEMAIL_APPS:
+            return
+        ch = self._channels.get(ev.get("Uniqueid", ""))
+        if ch is None:
+            return
+        call = ch.call
+        if ch is call.caller:
+            self.voicemail(call, out)
+        elif ch.is_local:
+            ch.voicemail = True
+
+    def voicemail(self, call: Call, out: list[CtiEvent]) -> None:
+        """The caller reached a mailbox: ``answer`` with ``user=voicemail``, once per call.
+
+        Only for calls posted as ``in`` (an outbound row is never missed), and only while no
+        person has answered: a caller an agent transferred to a mailbox stays the agent's.
+        """
+        if call.answered or call.silent or call.direction not in _POSTED_IN:
+            return
+        call.answered = True
+        if call.newcall_state is _PENDING:
+            self._gate.emit(call, out)
+        if call.newcall_state is not _SENT or self.quiet:
+            return
+        ev = base_event(call, "answer")
+        ev["user"] = VOICEMAIL_USER
+        out.append(ev)
 
     def check(self, call: Call, out: list[CtiEvent]) -> None:
         """Is the call's caller now bridged with a device it was not answered by yet?"""
@@ -112,6 +164,9 @@ class Answers:
         ev = base_event(call, "answer")
         pbx = self._pbx
         if device.is_trunk:
+            user = self.forward_user(call)
+            if user:
+                ev["user"] = user
             number = pbx.numbers.external(device.dialled or device.callerid_num)
             if number:
                 ev["answeringNumber"] = number
@@ -123,3 +178,17 @@ class Answers:
             if ext:
                 ev["answeringNumber"] = ext
         out.append(ev)
+
+    @staticmethod
+    def forward_user(call: Call) -> str:
+        """Whose forward an outside number answering this call was; empty when unknown.
+
+        The PBX dialling an outside number in a call posted as ``in`` forwards it (follow-me,
+        call forwarding, a ring group member's mobile). AMI names no owner of a forward, so
+        the rule is: the one user the call rang (a follow-me rings the user's phone with the
+        mobile, or first). None or several rung: no user
+        (docs/asterisk-ami.md#52-forward-to-an-outside-number).
+        """
+        if call.direction in _POSTED_IN and len(call.rung) == 1:
+            return call.rung[0]
+        return ""

@@ -174,10 +174,14 @@ class CallSetup:
             self._gate.arm(call)
 
     def _add_user(self, call: Call, ch: Channel) -> None:
+        """A phone rings: its user joins ``rung``, and ``user[]`` while the newCall waits."""
         if ch.is_trunk:
             return
         name = self._pbx.user_name(ch)
-        if name and name not in call.users and call.newcall_state is not _SENT:
+        if not name or name in call.rung:
+            return
+        call.rung.append(name)
+        if name not in call.users and call.newcall_state is not _SENT:
             call.users.append(name)
 
     def on_queue_join(self, ev: Event, out: list[CtiEvent]) -> None:

@@ -81,6 +81,7 @@ class Channel:
         "peer",
         "side_a",
         "uid",
+        "voicemail",
     )
 
     def __init__(self, uid: str, name: str, call: Call) -> None:
@@ -106,6 +107,7 @@ class Channel:
         self.dial_status = ""
         self.dialled = ""
         self.hangup_cause: int | None = None
+        self.voicemail = False  # runs VoiceMail() (a Local half answering for the caller)
 
     @property
     def local_base(self) -> str:
@@ -125,7 +127,10 @@ class Call:
     caller: Channel | None = None
     from_: str = ""
     to: str = ""
-    users: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)  # user[] of the newCall
+    # Every user whose phone the call rang, also after the newCall went out (whose forward
+    # an outside number answered, see answer.Answers.forward_user).
+    rung: list[str] = field(default_factory=list)
     queue: str = ""
     newcall_state: NewCallState = NewCallState.NONE
     armed_at: float = 0.0

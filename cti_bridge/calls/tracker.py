@@ -86,6 +86,9 @@ HANDLERS: dict[str, Handler] = {
     "QueueCallerAbandon": Handler(Hangups, "on_queue_abandon"),
     "AgentCalled": Handler(CallSetup, "on_agent_called", setup=True),
     "AgentConnect": Handler(Answers, "on_agent_connect"),
+    # Only VoiceMail() matters (the AMI user's filter lets no other Newexten through); a
+    # dialplan step is no sign that the phones ring, so it does not release a newCall.
+    "Newexten": Handler(Answers, "on_newexten", setup=True),
 }
 #: Every AMI event the call model reads; the rest may be filtered out before it.
 HANDLED_EVENTS: frozenset[str] = frozenset(HANDLERS)

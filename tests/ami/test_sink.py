@@ -47,6 +47,15 @@ def test_sink_notes_what_events_prove_about_read_permissions() -> None:
     assert [e["Event"] for e in seen] == ["Newexten", "FullyBooted", "Newchannel"]
 
 
+def test_sink_notes_voicemail_and_unfiltered_dialplan_steps() -> None:
+    sink = EventSink(lambda e: None, ProtoStats(), RateLimitedLog(logging.getLogger("test")))
+    sink({"Event": "Newexten", "Privilege": "dialplan,all", "Application": "VoiceMail"})
+    assert sink.voicemail_seen and not sink.unfiltered_dialplan
+    sink({"Event": "Newexten", "Privilege": "dialplan,all", "Application": "VoiceMailMain"})
+    sink({"Event": "Newexten", "Privilege": "dialplan,all", "Application": "Dial"})
+    assert sink.unfiltered_dialplan == "VoiceMailMain"  # the first one tells
+
+
 def test_sink_counts_a_raising_handler_and_goes_on() -> None:
     stats = ProtoStats()
 

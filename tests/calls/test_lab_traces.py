@@ -2,8 +2,7 @@
 through the call model and compare with EXPECTED.json: what Zammad must store per call.
 
 The traces of issue 13's scenarios (voicemail, IVR, blonde transfer, forward; one per Asterisk
-version, ``_ast16``/``_ast22``) expect what the issue requires; those the model does not post
-yet are strict xfails, listed in ``NOT_YET``, so they fail as soon as the model is right.
+version, ``_ast16``/``_ast22``) expect what the issue requires.
 """
 
 from __future__ import annotations
@@ -35,13 +34,6 @@ def rules(name: str) -> CallRules:
     )
 
 
-# Scenarios of issue 13 the call model gets wrong today (see tests/e2e/test_endings.py).
-NOT_YET = (
-    "test_voicemail_",
-    "test_forward_to_outside_number_",
-)
-
-
 def by_call(events: list[CtiEvent]) -> list[list[CtiEvent]]:
     """The events grouped per callId, calls in the order of their first event."""
     calls: dict[str, list[CtiEvent]] = {}
@@ -50,17 +42,11 @@ def by_call(events: list[CtiEvent]) -> list[list[CtiEvent]]:
     return list(calls.values())
 
 
-def case(name: str) -> Any:
-    if name.startswith(NOT_YET):
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="issue 13"))
-    return name
-
-
 def test_every_trace_has_an_expectation() -> None:
     assert sorted(p.stem for p in TRACES.glob("*.jsonl")) == sorted(EXPECTED)
 
 
-@pytest.mark.parametrize("name", [case(n) for n in sorted(EXPECTED)])
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_lab_trace_replays_as_expected(name: str) -> None:
     tracker = CallTracker(rules(name))
     got: list[CtiEvent] = []

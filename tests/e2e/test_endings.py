@@ -3,9 +3,7 @@ IVRs, a blonde transfer and a forward to an outside number, with what Zammad mus
 each so that its caller log asks for a callback exactly when one is due.
 
 Zammad keeps an inbound call "not done" when it was never answered (unless the hangup cause is
-``forwarded``) or when the answering user is ``voicemail``. The tests marked ``MODEL`` state
-what the issue requires and today's call model does not post yet; they are strict xfails, so
-they fail (XPASS) as soon as the model gets them right, and the mark must go then.
+``forwarded``) or when the answering user is ``voicemail``.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ import time
 
 import pytest
 
+from cti_bridge.ami.wanted import WANTED_EVENTS
 from tests.support.fake_zammad import CallLog, FakeZammad
 
 from .conftest import DaemonFactory
@@ -26,11 +25,9 @@ from .expect import (
     new_call,
     wait_hangups,
 )
-from .lab import Lab
+from .lab import AmiClient, Lab
 
 pytestmark = pytest.mark.e2e
-
-MODEL = pytest.mark.xfail(strict=True, reason="issue 13: call model does not post this yet")
 
 GROUP_VM = "4930555110"  # alice & bob ring 3 s, then alice's mailbox
 ALICE_XFER = "4930555310"  # alice, transfers allowed
@@ -52,7 +49,6 @@ def voicemail_call(caller: str, did: str) -> list[dict[str, str | None]]:
     ]
 
 
-@MODEL
 def test_voicemail_direct(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     h = clean_lab.call(VOICEMAIL, "491710000401", talk=GREETING)
     assert clean_lab.originate_response(h)["Response"] == "Success"
@@ -60,14 +56,12 @@ def test_voicemail_direct(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     assert clean_lab.arrivals(h.mark) == []
 
 
-@MODEL
 def test_voicemail_hangup_during_greeting(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     h = clean_lab.call(VOICEMAIL, "491710000402", talk=1)
     assert clean_lab.originate_response(h)["Response"] == "Success"
     expect_calls(zammad, [voicemail_call("491710000402", VOICEMAIL)])
 
 
-@MODEL
 def test_voicemail_after_ring_group_timeout(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     clean_lab.set_mode("alice", "ring")
     clean_lab.set_mode("bob", "ring")
@@ -77,12 +71,35 @@ def test_voicemail_after_ring_group_timeout(clean_lab: Lab, daemon: object, zamm
     assert sorted(a["Target"] for a in clean_lab.arrivals(h.mark)) == ["alice", "bob"]
 
 
-@MODEL
 def test_voicemail_freepbx_macro(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     clean_lab.set_mode("alice", "ring")
     h = clean_lab.call(FREEPBX_VM, "491710000404", talk=GREETING)
     assert clean_lab.originate_response(h)["Response"] == "Success"
     expect_calls(zammad, [voicemail_call("491710000404", FREEPBX_VM)])
+
+
+def test_daemon_ami_user_gets_voicemail_and_no_other_dialplan_step(clean_lab: Lab):
+    """The shipped manager_cti.conf (read= with dialplan, the VoiceMail eventfilter line) as
+    this Asterisk evaluates it: of all dialplan steps of an IVR call and a voicemail call, the
+    daemon's user gets the VoiceMail one only, and nothing the bridge does not read."""
+    cti = AmiClient(
+        "127.0.0.1", clean_lab.pbx_ami_port, clean_lab.ami_username, clean_lab.ami_secret, "cti"
+    ).connect()
+    try:
+        lab_mark = clean_lab.pbx_ami.mark()
+        for number, caller in ((IVR, "491710000410"), (VOICEMAIL, "491710000411")):
+            h = clean_lab.call(number, caller, talk=1)
+            assert clean_lab.originate_response(h)["Response"] == "Success"
+        clean_lab.wait_idle()
+        got = cti.since(0)
+    finally:
+        cti.close()
+    # What a read=all user saw of the same calls: every step, VarSet and more.
+    apps = [e.get("Application") for e in clean_lab.pbx_ami.since(lab_mark, "Newexten")]
+    assert {"Answer", "BackGround", "AGI", "Set", "VoiceMail"} <= set(apps), apps
+    assert clean_lab.pbx_ami.since(lab_mark, "VarSet")
+    assert [e.get("Application") for e in got if e.get("Event") == "Newexten"] == ["VoiceMail"]
+    assert {str(e.get("Event")) for e in got} <= WANTED_EVENTS
 
 
 def test_ivr_abandoned(clean_lab: Lab, daemon: object, zammad: FakeZammad):
@@ -153,7 +170,6 @@ def test_blonde_transfer_report_internal(
         assert_call(zammad, call, [new_call("101", "102", "in"), hangup("in", "forwarded")])
 
 
-@MODEL
 def test_forward_to_outside_number(clean_lab: Lab, daemon: object, zammad: FakeZammad):
     """Alice's follow-me rings her phone and her mobile; the mobile answers: the call was
     answered, by alice (her forward), and is posted once."""
@@ -171,4 +187,4 @@ def test_forward_to_outside_number(clean_lab: Lab, daemon: object, zammad: FakeZ
             ]
         ],
     )
-    assert sorted(a["Target"] for a in clean_lab.arrivals(h.mark)) == ["alice", MOBILE]
+    assert sorted(a["Target"] for a in clean_lab.arrivals(h.mark)) == sorted(["alice", MOBILE])
