@@ -49,6 +49,8 @@ from pydantic.dataclasses import dataclass
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_schema
 
+from cti_bridge.events import DEFAULT_ROUTE
+
 DEFAULT_CONFIG_PATH = "/etc/cti-bridge/cti-bridge.toml"
 CONFIG_ENV = "CTI_BRIDGE_CONFIG"
 
@@ -495,8 +497,6 @@ class WebConfig:
 
 Users = Mapping[NonEmpty, NonEmpty]
 
-DEFAULT_ROUTE: Final = "default"
-"""The route name of ``[zammad]``: calls that match no ``[[route]]`` (and rows from before)."""
 _ROUTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 ROUTE_MATCH_KEYS: Final = ("to", "queue", "context", "endpoint")
 

@@ -20,6 +20,8 @@ CtiEvent: TypeAlias = dict[str, "str | list[str]"]
 EVENT_NAMES = ("newCall", "answer", "hangup")
 CAUSES = tuple(c.value for c in ZammadCause)
 ROUTE_KEY = "_route"
+DEFAULT_ROUTE = "default"
+"""The route name of ``[zammad]``: calls that match no ``[[route]]`` (and rows from before)."""
 
 
 def form_items(event: CtiEvent) -> list[tuple[str, str]]:

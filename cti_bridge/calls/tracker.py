@@ -45,9 +45,9 @@ __all__ = [
     "Call",
     "CallRules",
     "CallTracker",
+    "Channel",
     "RouteFacts",
     "RouteRule",
-    "Channel",
     "channel_endpoint",
     "dialled_number",
 ]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cti_bridge.cli.app import ConfigOpt, app, fail, load_or_exit
+from cti_bridge.cli.app import EXIT_CONFIG, ConfigOpt, app, fail, load_or_exit
 
 spool_app = typer.Typer(help="Look at and act on the outbox of events waiting for Zammad.")
 app.add_typer(spool_app, name="spool")
@@ -17,12 +17,21 @@ def spool_list(
     config: ConfigOpt = None,
     dead: Annotated[bool, typer.Option("--dead", help="List dead letters instead.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    route: Annotated[
+        str | None,
+        typer.Option("--route", help='Only this route\'s events ("default" is [zammad]).'),
+    ] = None,
 ) -> None:
     """List events waiting for Zammad (or given up on, with --dead)."""
     cfg = load_or_exit(config)
+    from cti_bridge.events import DEFAULT_ROUTE
     from cti_bridge.outbox.admin import list_rows
 
-    typer.echo(list_rows(cfg.spool.path, dead=dead, limit=limit))
+    names = [r.name for r in cfg.route]
+    if route is not None and route not in (DEFAULT_ROUTE, *names):
+        known = ", ".join((DEFAULT_ROUTE, *names))
+        fail(f"--route {route}: no such route in {cfg.path} (known: {known})", EXIT_CONFIG)
+    typer.echo(list_rows(cfg.spool.path, dead=dead, limit=limit, route=route, routes=names))
 
 
 @spool_app.command("retry")

@@ -34,7 +34,7 @@ from cti_bridge.ami.client import AmiClient
 from cti_bridge.calls.tracker import IN, CallRules, CallTracker
 from cti_bridge.causes import Q850
 from cti_bridge.config import Config
-from cti_bridge.events import CtiEvent
+from cti_bridge.events import DEFAULT_ROUTE, CtiEvent
 from cti_bridge.numbers import NumberPlan
 from cti_bridge.outbox.store import Outbox
 from cti_bridge.service.metrics import Metrics
@@ -43,11 +43,14 @@ from cti_bridge.service.sdnotify import Notifier
 from cti_bridge.service.staging import StagedEvents
 from cti_bridge.service.status import StatusServer
 from cti_bridge.web import DaemonView, WebServer, create_app
-from cti_bridge.zammad import Delivery, ZammadAnswer, ZammadClient
+from cti_bridge.zammad import ZammadAnswer
+from cti_bridge.zammad.routes import Routes
 
 log = logging.getLogger("cti_bridge")
 
 STOP_GRACE = 5.0
+# The "zammad" status of a daemon whose [zammad] has no URL (every call goes by [[route]]).
+_NO_ZAMMAD: Mapping[str, Any] = {"state": "off", "url": None}
 
 
 class Daemon:
@@ -58,17 +61,16 @@ class Daemon:
         self.started = time.time()
         self.tracker = CallTracker(CallRules.from_config(cfg), clock=time.monotonic)
         self.outbox = Outbox(cfg.spool.path, background_checkpoint=True)
-        self.client = ZammadClient(cfg.zammad)
         self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.web.listen else None
         self.web: WebServer | None = None
         if self.metrics is not None:
             view = DaemonView(self.snapshot, self.metrics.registry, self.health)
             self.web = WebServer(cfg.web, create_app(view))
-        self.delivery = Delivery(
+        # One delivery lane per Zammad ([zammad] and each [[route]]): see zammad/routes.py.
+        self.routes = Routes(
             self.outbox,
-            self.client,
-            cfg.zammad,
-            observer=self.metrics.observe_post if self.metrics else None,
+            cfg,
+            observer=self.metrics.observe_route_post if self.metrics else None,
             on_state=lambda _state: self.readiness.update(),
         )
         self.ami = AmiClient(
@@ -133,8 +135,8 @@ class Daemon:
         self._rearm()
 
     def _submit(self, events: list[CtiEvent]) -> None:
-        ids = self.delivery.submit_many(events)
-        for rid, ev in zip(ids, events, strict=False):
+        ids = self.routes.submit_many(events)
+        for rid, ev in zip(ids, events, strict=True):
             name = ev.get("event")
             if name == "hangup":
                 log.info(
@@ -145,10 +147,10 @@ class Daemon:
                     ev.get("to"),
                     ev.get("cause"),
                 )
-            elif name == "newCall" and ev.get("direction") == IN:
+            elif name == "newCall" and ev.get("direction") == IN and rid is not None:
                 # Calls without the FastAGI hook: a reject can only be applied over AMI.
-                self.delivery.watch_answer(
-                    rid, functools.partial(self._on_answer, ev), max(self.cfg.agi.timeout, 5.0)
+                self.routes.watch_answer(
+                    ev, rid, functools.partial(self._on_answer, ev), max(self.cfg.agi.timeout, 5.0)
                 )
 
     def _on_answer(self, event: CtiEvent, answer: ZammadAnswer) -> None:
@@ -189,7 +191,8 @@ class Daemon:
         if event is None:
             return NONE
         self.staged.commit()
-        answer = await self.delivery.submit_and_wait(event, self.cfg.agi.timeout)
+        # The call's own route's Zammad decides, and only for this call.
+        answer = await self.routes.submit_and_wait(event, self.cfg.agi.timeout)
         decision = decision_for(event, answer, self.numbers.caller_id)
         if decision.action == "reject":
             log.info("call %s: Zammad rejects caller %s", event["callId"], event["from"])
@@ -201,12 +204,15 @@ class Daemon:
 
     def snapshot(self) -> dict[str, Any]:
         now = time.time()
-        zammad = self.delivery.status()
+        routes = self.routes.status()
+        # "zammad": [zammad]'s lane as before; with routes, "routes" lists every lane.
+        zammad = routes[0] if routes and routes[0]["name"] == DEFAULT_ROUTE else _NO_ZAMMAD
         return {
             "version": __version__,
             "uptime_s": round(now - self.started, 1),
             "ami": self.ami.snapshot(),
             "zammad": zammad,
+            "routes": routes,
             "calls": {
                 "active": self.tracker.active_calls,
                 "channels": len(self.tracker.channels),
@@ -215,9 +221,13 @@ class Daemon:
             },
             "spool": {
                 "path": self.cfg.spool.path,
-                "pending": zammad.get("pending"),
-                "oldest_age_s": zammad.get("oldest_age_s"),
+                "pending": sum(r["pending"] for r in routes),
+                "oldest_age_s": max(
+                    (r["oldest_age_s"] for r in routes if r["oldest_age_s"] is not None),
+                    default=None,
+                ),
                 "dead": self.outbox.count_dead(),
+                "unrouted": self.routes.unrouted,
             },
             "agi": self.agi.snapshot() if self.agi else {"enabled": False},
             "web": self.web.snapshot() if self.web else {"enabled": False},
@@ -233,7 +243,7 @@ class Daemon:
             if self.ami.connected
             else "AMI " + (self.ami.last_error or "disconnected")
         )
-        return f"{ami}; Zammad {self.delivery.state}; {self.tracker.active_calls} call(s)"
+        return f"{ami}; Zammad {self.routes.summary()}; {self.tracker.active_calls} call(s)"
 
     def _on_ami_state(self) -> None:
         connected = self.ami.connected
@@ -257,7 +267,7 @@ class Daemon:
             __version__,
             self.cfg.ami.host,
             self.cfg.ami.port,
-            self.cfg.zammad.display_url,
+            ", ".join(f"{r.name} {r.cfg.display_url}" for r in self.routes) or "off",
             self.cfg.agi.listen or "off",
             self.cfg.spool.path,
         )
@@ -269,7 +279,7 @@ class Daemon:
             # Closed (hangup) at the first resync unless the PBX still lists them.
             log.info("%d call(s) were open when the bridge last stopped", len(open_calls))
             self.tracker.restore(open_calls)
-        await self.delivery.start()
+        await self.routes.start()
         await self.status_server.start()
         if self.agi is not None:
             await self.agi.start()
@@ -297,8 +307,8 @@ class Daemon:
         for task in [*self._tasks, *self._bg]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._bg, return_exceptions=True)
-        await self.delivery.stop(STOP_GRACE)
-        await self.client.aclose()
+        await self.routes.stop(STOP_GRACE)
+        await self.routes.aclose()
         await self.status_server.stop()
         if self.web is not None:
             await self.web.stop()

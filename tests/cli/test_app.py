@@ -40,7 +40,7 @@ def test_command_tree_is_what_operators_use() -> None:
         "send": ["--config", "-c", "event", "fields"],
         "replay": ["--config", "-c", "traces"],
         "spool": {
-            "list": ["--config", "--dead", "--limit", "-c"],
+            "list": ["--config", "--dead", "--limit", "--route", "-c"],
             "retry": ["--config", "-c"],
             "purge": ["--config", "--dead-only", "--yes", "-c", "-y"],
         },
