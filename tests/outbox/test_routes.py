@@ -18,8 +18,10 @@ CREATE TABLE pending (id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NUL
 CREATE TABLE dead (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, event TEXT NOT NULL,
     created_at REAL NOT NULL, attempts INTEGER NOT NULL, last_error TEXT,
     reason TEXT NOT NULL, dead_at REAL NOT NULL);
-INSERT INTO pending (call_id, event, created_at) VALUES ('old', '{"event":"newCall","callId":"old"}', 1.0);
-INSERT INTO dead VALUES (7, 'gone', '{"event":"hangup","callId":"gone"}', 1.0, 3, 'x', 'too old', 2.0);
+INSERT INTO pending (call_id, event, created_at)
+    VALUES ('old', '{"event":"newCall","callId":"old"}', 1.0);
+INSERT INTO dead
+    VALUES (7, 'gone', '{"event":"hangup","callId":"gone"}', 1.0, 3, 'x', 'too old', 2.0);
 """
 
 
