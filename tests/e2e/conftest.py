@@ -170,7 +170,8 @@ def start_daemon(
     daemon_runnable: None,
 ) -> Iterator[DaemonFactory]:
     """``start_daemon(zammad, ami_port=None, users=None, wait=True, ami_secret=None,
-    zammad_url=None)`` -> a running daemon, config and spool in a directory of its own.
+    zammad_url=None, extra="")`` -> a running daemon, config and spool in a directory of its
+    own; ``extra`` is TOML added to the config (``[[route]]`` tables).
 
     ``ami_port`` lets a test put a TcpProxy between the daemon and the pbx's AMI.
     """
@@ -184,6 +185,7 @@ def start_daemon(
         wait: bool = True,
         ami_secret: str | None = None,
         zammad_url: str | None = None,
+        extra: str = "",
     ) -> Daemon:
         d = tmp_path / f"daemon{len(started)}"
         d.mkdir()
@@ -195,6 +197,7 @@ def start_daemon(
             zammad_url=zammad.url() if zammad_url is None else zammad_url,
             agi_port=clean_lab.agi_port,
             users=users,
+            extra=extra,
         )
         daemon = Daemon(cfg, d / "daemon.log")
         started.append(daemon)

@@ -817,7 +817,9 @@ def daemon_config(
     zammad_url: str,
     agi_port: int,
     users: dict[str, str] | None = None,
+    extra: str = "",
 ) -> Path:
+    """The daemon's config file in ``tmp``; ``extra`` is TOML appended (``[[route]]`` tables)."""
     users = {"101": "Alice Agent"} if users is None else users
 
     def q(s: str) -> str:
@@ -857,7 +859,7 @@ path = {q(str(tmp / "spool.sqlite3"))}
 
 [status]
 socket = {q(str(tmp / "status.sock"))}
-"""
+{extra}"""
     path = tmp / "cti-bridge.toml"
     path.write_text(text, "utf-8")
     path.chmod(0o600)
