@@ -302,7 +302,8 @@ def test_example_config_shows_the_defaults(credentials: Path) -> None:
 def test_example_config_documents_every_key() -> None:
     text = EXAMPLE.read_text()
     for section, keys in config_mod.file_keys().items():
-        assert re.search(rf"^\[{section}\]$", text, re.MULTILINE), f"[{section}] missing"
+        table = r"^# \[\[route\]\]$" if section == "route" else rf"^\[{section}\]$"
+        assert re.search(table, text, re.MULTILINE), f"[{section}] missing"
         for key in keys:
             # Set, or shown commented out ("# key = ...").
             assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), f"[{section}] {key} missing"
@@ -314,7 +315,8 @@ def test_readme_config_reference_lists_every_key() -> None:
     reference = text[text.index("## Configuration reference") :]
     reference = reference[: reference.index("\n## ")]
     for section, keys in config_mod.file_keys().items():
-        assert f"**[{section}]**" in reference, f"[{section}] missing from the README"
+        title = "**[[route]]**" if section == "route" else f"**[{section}]**"
+        assert title in reference, f"[{section}] missing from the README"
         for key in keys:
             assert f"`{key}`" in reference, f"[{section}] {key} missing from the README"
 
