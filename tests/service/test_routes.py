@@ -187,3 +187,17 @@ async def test_without_a_zammad_url_unrouted_calls_are_logged_not_posted(
     other_id = other[2]["Linkedid"]
     lines = [r.message for r in caplog.records if other_id in r.message]
     assert len(lines) == 1 and "matches no [[route]]" in lines[0]
+
+
+async def test_check_asks_every_route_s_zammad(tmp_path: Path) -> None:
+    from cti_bridge.service.checks import run_checks
+
+    async with FakeAmi() as ami:
+        with four_zammads() as fakes:
+            data = make_config(tmp_path, ami, fakes["main"].url())
+            data["route"] = routes_config(fakes)
+            fakes["sales"].token = "another"
+            results = {name: ok for name, ok, _ in await run_checks(parse_config(data))}
+    assert results["Zammad endpoint and token"] is True
+    assert results["Zammad endpoint and token of route acme"] is True
+    assert results["Zammad endpoint and token of route sales"] is False
