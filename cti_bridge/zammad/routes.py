@@ -58,7 +58,8 @@ class Routes:
         on_state: Callable[[State], None] | None = None,
     ) -> None:
         self._acks = AckBatch(outbox)
-        names = [r.name for r in cfg.route]
+        self._outbox = outbox
+        self._names = names = [r.name for r in cfg.route]
         targets: list[tuple[str, ZammadConfig, Outbox]] = []
         if cfg.zammad.url.get():
             lane = outbox.lane(DEFAULT_ROUTE, others=names) if names else outbox
@@ -94,6 +95,15 @@ class Routes:
     async def start(self) -> None:
         for route in self.by_name.values():
             await route.delivery.start()
+        if DEFAULT_ROUTE not in self.by_name:
+            stranded = self._outbox.lane(DEFAULT_ROUTE, others=self._names).count()
+            if stranded:
+                log.warning(
+                    "%d event(s) in the outbox belong to [zammad] or to a route no longer "
+                    "configured, and [zammad] has no url: they stay there "
+                    "(cti-bridge spool list --route default)",
+                    stranded,
+                )
 
     async def stop(self, grace: float) -> None:
         await asyncio.gather(*(r.delivery.stop(grace) for r in self.by_name.values()))

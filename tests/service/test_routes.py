@@ -8,7 +8,7 @@ channel (refusing the token, then accepting it again). Lab traces drive the call
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,12 @@ def four_zammads(**kw: Any) -> Iterator[dict[str, FakeZammad]]:
         }
 
 
+def all_stored(fake: FakeZammad, calls: dict[str, list[Any]]) -> Callable[[], bool]:
+    """A test that ``fake`` stored as many events as ``calls`` have."""
+    n = sum(map(len, calls.values()))
+    return lambda: fake.stored_count() == n
+
+
 def no_route_field_posted(fakes: dict[str, FakeZammad]) -> None:
     for fake in fakes.values():
         for req in fake.requests:
@@ -87,8 +93,7 @@ async def test_each_tenant_gets_its_calls_and_an_outage_delays_no_other(
                         await ami.send_event(ev)
                 # The healthy tenants get every event although two others are stuck.
                 for name in ("acme", "main"):
-                    n = sum(map(len, expected[name].values()))
-                    await until(lambda f=fakes[name], n=n: f.stored_count() == n)
+                    await until(all_stored(fakes[name], expected[name]))
                     assert set(fakes[name].calls()) == set(expected[name])  # nothing crossed
                 await until(lambda: daemon.routes.by_name["sales"].delivery.state == "rejected")
                 await until(lambda: daemon.routes.by_name["helpdesk"].delivery.state == "down")
@@ -121,8 +126,7 @@ async def test_each_tenant_gets_its_calls_and_an_outage_delays_no_other(
                 fakes["helpdesk"].up()
                 fakes["sales"].token = "tok-sales"
                 for name in ("helpdesk", "sales"):
-                    n = sum(map(len, expected[name].values()))
-                    await until(lambda f=fakes[name], n=n: f.stored_count() == n, timeout=15)
+                    await until(all_stored(fakes[name], expected[name]), timeout=15)
             for name, calls in expected.items():
                 assert set(fakes[name].calls()) == set(calls), name
                 for call_id, want in calls.items():
