@@ -511,12 +511,8 @@ def _route_name(value: str) -> str:
     return value
 
 
-RouteName = Annotated[
-    str,
-    Strict(),
-    AfterValidator(_route_name),
-    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"}),
-]
+_ROUTE_NAME_SCHEMA: Final = {"type": "string", "pattern": f"^{_ROUTE_NAME.pattern}$"}
+RouteName = Annotated[NonEmpty, AfterValidator(_route_name), WithJsonSchema(_ROUTE_NAME_SCHEMA)]
 
 
 def _route_extra(schema: dict[str, Any]) -> None:
