@@ -91,18 +91,18 @@ def test_schema_describes_routes() -> None:
 
 def test_cli_exits_2_on_a_route_mistake(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD + '[[route]]\nname = "x"\nurl = "http://b/x/T"\n')
-    result = cli("spool", "list", "-c", str(path))
+    result = cli("outbox", "list", "-c", str(path))
     assert result.returncode == 2
     assert "[[route]] #1 (x) to: a route needs" in result.stderr
 
 
-def test_spool_list_by_route(tmp_path: Path) -> None:
+def test_outbox_list_by_route(tmp_path: Path) -> None:
     text = GOOD + ACME.split('[[route]]\nname = "sales"')[0]
-    text += f'\n[spool]\npath = "{tmp_path / "o.sqlite3"}"\n'
+    text += f'\n[outbox]\npath = "{tmp_path / "o.sqlite3"}"\n'
     path = write(tmp_path, text)
-    result = cli("spool", "list", "-c", str(path), "--route", "acme")
+    result = cli("outbox", "list", "-c", str(path), "--route", "acme")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("0 pending event(s) of route acme")
-    result = cli("spool", "list", "-c", str(path), "--route", "nobody")
+    result = cli("outbox", "list", "-c", str(path), "--route", "nobody")
     assert result.returncode == 2
     assert "--route nobody: no such route" in result.stderr and "default, acme" in result.stderr

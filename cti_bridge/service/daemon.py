@@ -12,7 +12,7 @@ Nothing polls. The tracker's time-driven work (releasing a held newCall, closing
 went silent) runs from one ``loop.call_at`` timer, armed at ``CallTracker.next_deadline()``
 after every change and not armed at all when no call is open; the sd_notify STATUS line is
 refreshed when something it shows changes. An idle daemon wakes only for the AMI keepalive
-ping, the systemd watchdog ping and delivery's spool look-up (``cti-bridge spool retry``).
+ping, the systemd watchdog ping and delivery's outbox look-up (``cti-bridge outbox retry``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from cti_bridge.config import Config
 from cti_bridge.events import DEFAULT_ROUTE, CtiEvent
 from cti_bridge.numbers import NumberPlan
 from cti_bridge.outbox.store import Outbox
+from cti_bridge.outbox.upgrade import adopt_old_outbox
 from cti_bridge.service.metrics import Metrics
 from cti_bridge.service.readiness import Readiness
 from cti_bridge.service.sdnotify import Notifier
@@ -60,7 +61,8 @@ class Daemon:
         self.cfg = cfg
         self.started = time.time()
         self.tracker = CallTracker(CallRules.from_config(cfg), clock=time.monotonic)
-        self.outbox = Outbox(cfg.spool.path, background_checkpoint=True)
+        adopt_old_outbox(cfg.outbox.path)  # before opening: an empty file would strand the old one
+        self.outbox = Outbox(cfg.outbox.path, background_checkpoint=True)
         self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.web.listen else None
         self.web: WebServer | None = None
         if self.metrics is not None:
@@ -219,8 +221,8 @@ class Daemon:
                 "events_seen": self.tracker.events_seen,
                 "tracker_errors": self.tracker.errors,
             },
-            "spool": {
-                "path": self.cfg.spool.path,
+            "outbox": {
+                "path": self.cfg.outbox.path,
                 "pending": sum(r["pending"] for r in routes),
                 "oldest_age_s": max(
                     (r["oldest_age_s"] for r in routes if r["oldest_age_s"] is not None),
@@ -234,7 +236,7 @@ class Daemon:
         }
 
     def health(self) -> dict[str, bool]:
-        """/healthz: logged in to AMI, and the spool took the last write (no write per probe)."""
+        """/healthz: logged in to AMI, and the outbox took the last write (no write per probe)."""
         return {"ami": self.ami.connected, "outbox": not self.staged.failing}
 
     def _status_line(self) -> str:
@@ -263,13 +265,13 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
         log.info(
-            "cti-bridge %s starting: AMI %s:%d, Zammad %s, AGI %s, spool %s",
+            "cti-bridge %s starting: AMI %s:%d, Zammad %s, AGI %s, outbox %s",
             __version__,
             self.cfg.ami.host,
             self.cfg.ami.port,
             ", ".join(f"{r.name} {r.cfg.display_url}" for r in self.routes) or "off",
             self.cfg.agi.listen or "off",
-            self.cfg.spool.path,
+            self.cfg.outbox.path,
         )
         pending = self.outbox.count()
         if pending:

@@ -18,15 +18,15 @@ Snapshot keys read (missing keys just leave the series out)::
     routes[].pending                -> cti_bridge_outbox_depth{route}
     routes[].oldest_age_s           -> cti_bridge_outbox_oldest_age_seconds{route}
     routes[].dead (monotonic)       -> cti_bridge_dead_letters_total{route}
-    spool.dead (rows in the spool)  -> cti_bridge_dead_letters_stored
+    outbox.dead (rows in the outbox) -> cti_bridge_dead_letters_stored
     calls.active                    -> cti_bridge_active_calls
     agi.decisions.{action}          -> cti_bridge_agi_decisions_total{action}
     agi.timeouts / errors / dropped / refused -> cti_bridge_agi_{...}_total
 
 Each Zammad (``[zammad]`` as ``default``, and every ``[[route]]``) is one item of ``routes``
 with its ``name``, so the series about delivery carry a ``route`` label; a snapshot without
-``routes`` is read as the one route ``default`` from ``zammad`` (``spool.pending`` and
-``spool.oldest_age_s`` winning over the same keys there). Also exported:
+``routes`` is read as the one route ``default`` from ``zammad`` (``outbox.pending`` and
+``outbox.oldest_age_s`` winning over the same keys there). Also exported:
 ``cti_bridge_build_info{version}`` and the ``process_*`` metrics of prometheus_client.
 
 The endpoint is prometheus_client's ASGI app on the daemon's own event loop
@@ -106,7 +106,7 @@ _SERIES = (
         "dead",
         "Events given up on since start (too old or refused by Zammad)",
     ),
-    _gauge("cti_bridge_dead_letters_stored", "spool.dead", "Dead letters kept in the spool"),
+    _gauge("cti_bridge_dead_letters_stored", "outbox.dead", "Dead letters kept in the outbox"),
     _gauge("cti_bridge_active_calls", "calls.active", "Calls in progress"),
     _counter("cti_bridge_agi_decisions", "agi.decisions", "FastAGI decisions applied", "action"),
     _counter("cti_bridge_agi_timeouts", "agi.timeouts", "AGI decisions that timed out"),
@@ -138,11 +138,11 @@ def _routes(doc: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """Route name -> its delivery status, with ``up`` derived from ``state``."""
     routes = doc.get("routes")
     if not isinstance(routes, list):
-        # One Zammad, as in snapshots from before routes: "zammad", with "spool" figures.
-        zammad, spool = doc.get("zammad"), doc.get("spool")
+        # One Zammad, as in snapshots from before routes: "zammad", with "outbox" figures.
+        zammad, outbox = doc.get("zammad"), doc.get("outbox")
         one = dict(zammad) if isinstance(zammad, Mapping) else {}
-        if isinstance(spool, Mapping):
-            one.update({k: spool[k] for k in ("pending", "oldest_age_s") if k in spool})
+        if isinstance(outbox, Mapping):
+            one.update({k: outbox[k] for k in ("pending", "oldest_age_s") if k in outbox})
         routes = [{"name": DEFAULT_ROUTE, **one}] if one else []
     out: dict[str, Mapping[str, Any]] = {}
     for r in routes:

@@ -15,7 +15,7 @@ the facade the daemon uses; the work is done by small parts:
 - ``waiters``: Zammad's answers for the FastAGI hook and the AMI-only rejects.
 
 On ``start()`` the whole outbox (events of a previous run, kill -9 included) is queued again. A
-housekeeping task picks up rows another process put back (``cti-bridge spool retry``) and
+housekeeping task picks up rows another process put back (``cti-bridge outbox retry``) and
 dead-letters over-age events while Zammad is unreachable. The WAL checkpoint task sleeps until
 something was written: an idle daemon does not wake for it.
 """

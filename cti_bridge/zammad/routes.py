@@ -101,7 +101,7 @@ class Routes:
                 log.warning(
                     "%d event(s) in the outbox belong to [zammad] or to a route no longer "
                     "configured, and [zammad] has no url: they stay there "
-                    "(cti-bridge spool list --route default)",
+                    "(cti-bridge outbox list --route default)",
                     stranded,
                 )
 

@@ -34,12 +34,12 @@ def test_command_tree_is_what_operators_use() -> None:
     group = typer.main.get_command(app)
     assert isinstance(group, TyperGroup)
     assert _tree(group, typer.Context(group)) == {
-        "run": ["--config", "--log-level", "--strict", "-c"],
-        "status": ["--config", "--json", "--socket", "-c"],
-        "check": ["--config", "-c"],
+        "run": ["--config", "--instance", "--log-level", "--strict", "-c"],
+        "status": ["--config", "--instance", "--json", "--socket", "-c"],
+        "check": ["--config", "--instance", "-c"],
         "send": ["--config", "-c", "event", "fields"],
         "replay": ["--config", "-c", "traces"],
-        "spool": {
+        "outbox": {
             "list": ["--config", "--dead", "--limit", "--route", "-c"],
             "retry": ["--config", "-c"],
             "purge": ["--config", "--dead-only", "--yes", "-c", "-y"],

@@ -46,6 +46,7 @@ MODULE_DIRS = (
     "/usr/lib64/asterisk/modules",
 )
 RING_TIMEOUT = 6  # seconds every Dial()/Queue() of the pbx rings
+FALLBACK_TIMEOUT = 3  # seconds the phones ring before a DID falls back to voicemail
 
 
 ASTERISK22 = ROOT / ".ci" / "asterisk22"  # runs .ci/install-asterisk22's sid tree (root only)
@@ -565,6 +566,7 @@ class Lab:
         common = {
             "LAB_SECRET": lab_secret,
             "RING_TIMEOUT": str(RING_TIMEOUT),
+            "FALLBACK_TIMEOUT": str(FALLBACK_TIMEOUT),
             "AGI_PORT": str(self.agi_port),
             "PBX_SIP_PORT": str(pbx_sip),
             "WORLD_SIP_PORT": str(world_sip),
@@ -689,14 +691,19 @@ class Lab:
 
     # -- world behaviour ------------------------------------------------------------------
 
-    def set_mode(self, target: str, mode: str, talk: float | None = None) -> None:
-        """What ``target`` (alice, bob, a number or "default") does when the pbx calls it."""
+    def set_mode(
+        self, target: str, mode: str, talk: float | None = None, ring: float | None = None
+    ) -> None:
+        """What ``target`` (alice, bob, a number or "default") does when the pbx calls it;
+        ``answer`` rings ``ring`` s (default 1), then stays up ``talk`` s (default 60)."""
         self.world_ami.action("DBPut", Family="mode", Key=target, Val=mode)
         if talk is not None:
-            self.world_ami.action("DBPut", Family="talk", Key=target, Val=str(talk))
+            self.world_ami.action("DBPut", Family="talk", Key=target, Val=f"{talk:g}")
+        if ring is not None:
+            self.world_ami.action("DBPut", Family="ring", Key=target, Val=f"{ring:g}")
 
     def reset_modes(self) -> None:
-        for fam in ("mode", "talk"):
+        for fam in ("mode", "talk", "ring"):
             self.world_ami.action("DBDelTree", Family=fam)
 
     def command(self, which: str, command: str) -> str:
@@ -776,6 +783,24 @@ class Lab:
             and (target is None or e.get("Target") == target)
         ]
 
+    def answered_phone(self, target: str, since: int = 0, timeout: float = 15.0) -> str:
+        """The world's channel of handset ``target`` once it answered (after ``since``)."""
+        ev = self.world_ami.wait_event(
+            lambda e: e.get("UserEvent") == "WorldAnswered" and e.get("Target") == target,
+            since=since,
+            timeout=timeout,
+        )
+        return ev["Channel"]
+
+    def press(self, channel: str, digits: str) -> None:
+        """The handset on world channel ``channel`` sends ``digits`` (RFC 4733 DTMF)."""
+        for digit in digits:
+            self.world_ami.action("PlayDTMF", Channel=channel, Digit=digit, Duration=150)
+
+    def hang_up_phone(self, channel: str) -> None:
+        """The handset on world channel ``channel`` hangs up (a BYE to the pbx)."""
+        self.world_ami.action("Hangup", Channel=channel, Cause=16)
+
     def dial_results(self, since: int = 0) -> list[Message]:
         return [
             e
@@ -817,6 +842,7 @@ def daemon_config(
     zammad_url: str,
     agi_port: int,
     users: dict[str, str] | None = None,
+    report_internal: bool = False,
     extra: str = "",
 ) -> Path:
     """The daemon's config file in ``tmp``; ``extra`` is TOML appended (``[[route]]`` tables)."""
@@ -845,7 +871,7 @@ max_backoff = 0.5
 trunk_endpoints = ["carrier"]
 trunk_contexts = ["from-trunk"]
 internal_contexts = ["from-internal"]
-report_internal = false
+report_internal = {"true" if report_internal else "false"}
 
 [users]
 {user_lines}
@@ -854,8 +880,8 @@ report_internal = false
 listen = "127.0.0.1:{agi_port}"
 timeout = 2.0
 
-[spool]
-path = {q(str(tmp / "spool.sqlite3"))}
+[outbox]
+path = {q(str(tmp / "outbox.sqlite3"))}
 
 [status]
 socket = {q(str(tmp / "status.sock"))}

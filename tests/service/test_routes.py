@@ -112,9 +112,9 @@ async def test_each_tenant_gets_its_calls_and_an_outage_delays_no_other(
                 text = json.dumps(doc) + format_status(doc)
                 assert "tok-" not in text and "another" not in text
                 assert "Route    sales: rejected" in format_status(doc)
-                # spool list --route: only that lane's rows, in order.
+                # outbox list --route: only that lane's rows, in order.
                 listing = list_rows(
-                    cfg.spool.path,
+                    cfg.outbox.path,
                     dead=False,
                     limit=50,
                     route="helpdesk",
@@ -183,10 +183,10 @@ async def test_without_a_zammad_url_unrouted_calls_are_logged_not_posted(
                 for ev in [*other, *acme]:
                     await ami.send_event(ev)
                 await until(lambda: fakes["acme"].stored_count() == 3)
-                await until(lambda: daemon.snapshot()["spool"]["unrouted"] == 1)
+                await until(lambda: daemon.snapshot()["outbox"]["unrouted"] == 1)
                 doc = daemon.snapshot()
                 assert doc["zammad"]["state"] == "off"
-                assert doc["spool"]["pending"] == 0
+                assert doc["outbox"]["pending"] == 0
                 assert "not posted" in format_status(doc)
     other_id = other[2]["Linkedid"]
     lines = [r.message for r in caplog.records if other_id in r.message]

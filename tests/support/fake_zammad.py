@@ -394,10 +394,10 @@ class FakeZammad:
                 if direction == "in" and frm in self.blocked:
                     answer = {"action": "reject", "reason": "busy"}
                 if direction == "out" and to:
-                    cid_out = self._caller_id_for(to)
-                    if cid_out:
-                        answer = {"action": "dial", "caller_id": cid_out, "number": to}
-                        frm = cid_out
+                    caller_id = self._caller_id_for(to)
+                    if caller_id:
+                        answer = {"action": "dial", "caller_id": caller_id, "number": to}
+                        frm = caller_id
                 row = CallLog(cid, direction, frm, to, done=direction == "out")
                 if user_s is not None:
                     setattr(row, "to_comment" if direction == "in" else "from_comment", user_s)

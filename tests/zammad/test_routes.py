@@ -21,7 +21,7 @@ def config(tmp: Path, main: str | None, acme: str) -> Any:
             "ami": {"username": "u", "secret": "s"},
             "zammad": {**url, "timeout": 1.0, "max_backoff": 0.2},
             "route": [{"name": "acme", "url": acme, "to": ["4930*"]}],
-            "spool": {"path": str(tmp / "o.sqlite3")},
+            "outbox": {"path": str(tmp / "o.sqlite3")},
         }
     )
 
