@@ -27,7 +27,7 @@ import stat
 import tomllib
 import typing
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, NoReturn
@@ -49,6 +49,8 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_schema
+
+from cti_bridge.events import DEFAULT_ROUTE
 
 DEFAULT_CONFIG_PATH = "/etc/cti-bridge/cti-bridge.toml"
 CONFIG_ENV = "CTI_BRIDGE_CONFIG"
@@ -634,6 +636,65 @@ class DialConfig:
 
 Users = Mapping[NonEmpty, NonEmpty]
 
+_ROUTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+ROUTE_MATCH_KEYS: Final = ("to", "queue", "context", "endpoint")
+
+
+def _route_name(value: str) -> str:
+    if not _ROUTE_NAME.fullmatch(value):
+        raise ValueError(
+            "expected letters, digits, - and _ (at most 63, starting with a letter or digit)"
+        )
+    if value == DEFAULT_ROUTE:
+        raise ValueError(f'"{DEFAULT_ROUTE}" is the name of [zammad]; choose another')
+    return value
+
+
+_ROUTE_NAME_SCHEMA: Final = {"type": "string", "pattern": f"^{_ROUTE_NAME.pattern}$"}
+RouteName = Annotated[NonEmpty, AfterValidator(_route_name), WithJsonSchema(_ROUTE_NAME_SCHEMA)]
+
+
+def _route_extra(schema: dict[str, Any]) -> None:
+    _secret_file_schema("url", "url_file", "this route's Zammad URL")(schema)
+    schema["required"] = ["name"]
+    schema["anyOf"] = [{"required": [key]} for key in ROUTE_MATCH_KEYS]
+
+
+@dataclass(frozen=True, config=_section(json_schema_extra=_route_extra))
+class RouteConfig:
+    """One ``[[route]]``: the calls that match go to this Zammad instead of [zammad].
+
+    Every match key is a list of shell-style globs; a route matches when every key it sets
+    matches (a key matches when one of its globs does). The first route that matches wins.
+    """
+
+    name: RouteName
+    """Unique name, shown in status, metrics (label route) and ``outbox list --route``."""
+    url: ZammadUrl = _NO_SECRET
+    """This Zammad's CTI endpoint with its token (prefer url_file)."""
+    to: Globs = ()
+    """Inbound calls only: the dialled number (DID), as international digits or as dialled."""
+    queue: Globs = ()
+    """The queue the call is in when its newCall is decided."""
+    context: Globs = ()
+    """Dialplan context of the call's first channel (a tenant's context)."""
+    endpoint: Globs = ()
+    """Endpoint of the call's first channel (PJSIP/<endpoint>-0000001a)."""
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> RouteConfig:
+        if not any(getattr(self, key) for key in ROUTE_MATCH_KEYS):
+            raise _key_error(
+                "to",
+                "a route needs at least one of to, queue, context, endpoint "
+                "(calls that match nothing else go to [zammad])",
+            )
+        return self
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url.get())
+
 
 @dataclass(frozen=True, config=_section(title="cti-bridge configuration"))
 class Config:
@@ -650,6 +711,8 @@ class Config:
     status: StatusConfig = dataclasses.field(default_factory=StatusConfig)
     web: WebConfig = dataclasses.field(default_factory=WebConfig)
     dial: DialConfig = dataclasses.field(default_factory=DialConfig)
+    route: tuple[RouteConfig, ...] = ()
+    """[[route]] tables: calls routed to other Zammads, first match wins."""
     # Set by the loader, not keys of the file.
     path: SkipJsonSchema[str] = ""
     warnings: SkipJsonSchema[tuple[str, ...]] = ()
@@ -663,7 +726,7 @@ _SECTION_CLASSES: Final[dict[str, Any]] = {
     name: cls
     for name, cls in typing.get_type_hints(Config).items()
     if dataclasses.is_dataclass(cls)
-}
+} | {"route": RouteConfig}
 # (section, inline key, file key): the file key names a file holding only the value.
 _SECRET_FILES: Final = (
     ("ami", "secret", "secret_file"),
@@ -754,25 +817,39 @@ def _expected_number(section: str, key: str) -> str:
     return text
 
 
-def _describe(err: ErrorDetails) -> tuple[str, str]:
-    """(where, what) of pydantic's error, never with the input value."""
+def _describe(err: ErrorDetails, route_names: Sequence[object] = ()) -> tuple[str, str]:
+    """(where, what) of pydantic's error, never with the input value.
+
+    ``route_names``: the ``name`` of each ``[[route]]`` table, to say which route is meant.
+    """
     loc = [str(p) for p in err["loc"]]
     ctx = err.get("ctx") or {}
     if "key" in ctx:
         loc.append(str(ctx["key"]))
     kind = err["type"]
+    head = f"[{loc[0]}]"
+    if loc[0] == "route" and len(loc) > 1 and loc[1].isdigit():
+        head = route_label(int(loc[1]), route_names)
+        del loc[1]
     if len(loc) == 1:
-        return f"[{loc[0]}]", _TYPE_MESSAGES.get(kind, err["msg"])
+        what = "expected a list of [[route]] tables" if loc[0] == "route" else None
+        return head, what or _TYPE_MESSAGES.get(kind, err["msg"])
     section, key = loc[0], loc[1]
     if section == "users":
         return f"[users] {key}", 'expected a non-empty name string ("201" = "Alice Example")'
     if kind in _NUMBER_ERRORS:
-        return f"[{section}] {key}", "must be " + _expected_number(section, key)
+        return f"{head} {key}", "must be " + _expected_number(section, key)
     if kind == "config_key":
-        return f"[{section}] {key}", str(ctx["reason"])
+        return f"{head} {key}", str(ctx["reason"])
     if kind == "value_error":
-        return f"[{section}] {key}", str(ctx.get("error", err["msg"]))
-    return f"[{section}] {key}", _TYPE_MESSAGES.get(kind, err["msg"])
+        return f"{head} {key}", str(ctx.get("error", err["msg"]))
+    return f"{head} {key}", _TYPE_MESSAGES.get(kind, err["msg"])
+
+
+def route_label(index: int, names: Sequence[object] = ()) -> str:
+    """``[[route]] #2 (sales)``: the table's place in the file (from 1) and its name."""
+    name = names[index] if index < len(names) else None
+    return f"[[route]] #{index + 1}" + (f" ({name})" if isinstance(name, str) and name else "")
 
 
 # ------------------------------------------------------------------------------------- loading
@@ -783,9 +860,10 @@ def default_config_path(layout: Layout | None = None) -> str:
     return os.environ.get(CONFIG_ENV) or (layout or Layout()).config
 
 
-def _read_secret_file(cfg_path: Path, section: str, key: str, value: object, layout: Layout) -> str:
+def _read_secret_file(cfg_path: Path, where: str, value: object, layout: Layout) -> str:
+    """The secret in the file named by the key ``where`` (e.g. "[zammad] url_file")."""
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{cfg_path}: [{section}] {key}: expected a file name")
+        raise ConfigError(f"{cfg_path}: {where}: expected a file name")
     p = Path(value)
     if not p.is_absolute():
         cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -797,11 +875,9 @@ def _read_secret_file(cfg_path: Path, section: str, key: str, value: object, lay
     try:
         content = p.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(
-            f"{cfg_path}: [{section}] {key}: cannot read {p}: {exc.strerror or exc}"
-        ) from None
+        raise ConfigError(f"{cfg_path}: {where}: cannot read {p}: {exc.strerror or exc}") from None
     if not content:
-        raise ConfigError(f"{cfg_path}: [{section}] {key}: {p} is empty")
+        raise ConfigError(f"{cfg_path}: {where}: {p} is empty")
     return content
 
 
@@ -843,7 +919,8 @@ class _FileLayer:
 
     def __init__(self, data: Mapping[str, Any], cfg_path: Path, layout: Layout) -> None:
         self.cfg_path = cfg_path
-        self.tables: dict[str, dict[str, Any]] = {}
+        self.layout = layout
+        self.tables: dict[str, Any] = {}
         self.from_file: dict[tuple[str, str], str] = {}  # (section, key) -> its *_file key
         self.inline = False
         for section, body in data.items():
@@ -853,6 +930,9 @@ class _FileLayer:
                 self.fail(f"{where}: {_RETIRED_SECTIONS[section]}")
             if section not in _SECTIONS:
                 self.fail(f"unknown section [{section}]")
+            if section == "route":
+                self.tables[section] = self._routes(body)
+                continue
             if not isinstance(body, dict):
                 shape = ' of extension = "Name"' if section == "users" else ""
                 self.fail(f"[{section}] must be a table{shape}")
@@ -864,14 +944,32 @@ class _FileLayer:
             self.tables.setdefault(section, {}).setdefault(key, value)
         for section, key, file_key in _SECRET_FILES:
             body = self.tables.get(section, {})
-            if file_key not in body:
-                self.inline = self.inline or key in body
-            elif key in body:
-                self.fail(f"[{section}] {key}: give either {key} or {file_key}")
-            else:
-                value = body.pop(file_key)
-                body[key] = _read_secret_file(cfg_path, section, file_key, value, layout)
+            if self._secret(body, f"[{section}]", key, file_key):
                 self.from_file[section, key] = file_key
+
+    def _routes(self, body: object) -> list[dict[str, Any]]:
+        """The ``[[route]]`` tables, each with its ``url_file`` read."""
+        if not isinstance(body, list) or not all(isinstance(t, dict) for t in body):
+            self.fail("[route] must be written as [[route]] tables")
+        tables = [dict(t) for t in body]
+        self.route_names = [t.get("name") for t in tables]
+        for i, table in enumerate(tables):
+            if self._secret(table, route_label(i, self.route_names), "url", "url_file"):
+                self.from_file[f"route.{i}", "url"] = "url_file"
+        return tables
+
+    def _secret(self, body: dict[str, Any], head: str, key: str, file_key: str) -> bool:
+        """Replace ``file_key`` by ``key`` holding the file's content; True if it did."""
+        if file_key not in body:
+            self.inline = self.inline or key in body
+            return False
+        if key in body:
+            self.fail(f"{head} {key}: give either {key} or {file_key}")
+        value = body.pop(file_key)
+        body[key] = _read_secret_file(self.cfg_path, f"{head} {file_key}", value, self.layout)
+        return True
+
+    route_names: Sequence[object] = ()
 
     def fail(self, message: str) -> NoReturn:
         raise ConfigError(f"{self.cfg_path}: {message}")
@@ -881,19 +979,16 @@ class _FileLayer:
             cfg = _ADAPTER.validate_python(self.tables)
         except ValidationError as exc:
             err = exc.errors(include_url=False, include_input=False)[0]
-            where, what = _describe(err)
-            section, key = (str(p) for p in (*err["loc"], "")[:2])
+            where, what = _describe(err, self.route_names)
+            loc = [str(p) for p in (*err["loc"], "", "")]
+            section, key = loc[:2] if loc[0] != "route" else (".".join(loc[:2]), loc[2])
             if (section, key) in self.from_file:  # the value came from a file: name that key
-                where = f"[{section}] {self.from_file[section, key]}"
+                where = f"{where.rpartition(' ')[0]} {self.from_file[section, key]}"
             self.fail(f"{where}: {what}")
         for section, key in _REQUIRED:
             if key not in self.tables.get(section, {}):
                 self.fail(f"[{section}] {key}: missing required key")
-        for section, key, file_key in _SECRET_FILES:
-            if section in _OPTIONAL_SECTIONS and section not in self.tables:
-                continue
-            if key not in self.tables.get(section, {}):
-                self.fail(f"[{section}] {key}: missing required key (or {file_key})")
+        self._check_urls(cfg)
         if cfg.dial.enabled and not (cfg.web.listen and cfg.web.public_url):
             missing = "listen" if not cfg.web.listen else "public_url"
             self.fail(f"[web] {missing}: required when [dial] is configured (click-to-dial)")
@@ -903,6 +998,24 @@ class _FileLayer:
         if proxy is not None and urllib.parse.urlsplit(proxy.get()).password:
             self.inline = True
         return cfg
+
+    def _check_urls(self, cfg: Config) -> None:
+        """Every route needs a URL and a unique name; [zammad] url only without routes."""
+        for section, key, file_key in _SECRET_FILES:
+            if section == "zammad" and cfg.route:
+                continue  # calls that match no route are then logged, not posted
+            if section in _OPTIONAL_SECTIONS and section not in self.tables:
+                continue
+            if key not in self.tables.get(section, {}):
+                self.fail(f"[{section}] {key}: missing required key (or {file_key})")
+        seen: set[str] = set()
+        for i, route in enumerate(cfg.route):
+            head = route_label(i, self.route_names)
+            if not route.url.get():
+                self.fail(f"{head} url: missing required key (or url_file)")
+            if route.name in seen:
+                self.fail(f"{head} name: another [[route]] has this name already")
+            seen.add(route.name)
 
 
 def parse_config(

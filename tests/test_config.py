@@ -176,6 +176,8 @@ def _numeric_keys() -> list[tuple[str, str, dict[str, Any]]]:
     defs = config_json_schema()["$defs"]
     keys = []
     for section, names in file_keys().items():
+        if section == "route":  # [[route]] tables have no numbers
+            continue
         props = defs[type(getattr(Config(), section)).__name__]["properties"]
         for key in names:
             alternatives = props[key].get("anyOf", [props[key]])

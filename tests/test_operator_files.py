@@ -354,8 +354,13 @@ OPTIONAL = config_mod._OPTIONAL_SECTIONS
 def test_example_config_documents_every_key() -> None:
     text = EXAMPLE.read_text()
     for section, keys in config_mod.file_keys().items():
-        # An optional section ([dial]: off when absent) is shown commented out.
-        header = rf"^# ?\[{section}\]$" if section in OPTIONAL else rf"^\[{section}\]$"
+        # [[route]] and optional sections ([dial]: off when absent) are shown commented out.
+        if section == "route":
+            header = r"^# \[\[route\]\]$"
+        elif section in OPTIONAL:
+            header = rf"^# ?\[{section}\]$"
+        else:
+            header = rf"^\[{section}\]$"
         assert re.search(header, text, re.MULTILINE), f"[{section}] missing"
         for key in keys:
             # Set, or shown commented out ("# key = ...").
@@ -368,7 +373,8 @@ def test_readme_config_reference_lists_every_key() -> None:
     reference = text[text.index("## Configuration reference") :]
     reference = reference[: reference.index("\n## ")]
     for section, keys in config_mod.file_keys().items():
-        assert f"**[{section}]**" in reference, f"[{section}] missing from the README"
+        title = "**[[route]]**" if section == "route" else f"**[{section}]**"
+        assert title in reference, f"[{section}] missing from the README"
         for key in keys:
             assert f"`{key}`" in reference, f"[{section}] {key} missing from the README"
 

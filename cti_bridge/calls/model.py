@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
-from cti_bridge.events import CtiEvent
+from cti_bridge.events import ROUTE_KEY, CtiEvent
 
 Event = Mapping[str, str]
 
@@ -147,17 +147,21 @@ class Call:
     last_seen: float = 0.0
     silent: bool = False  # attached mid-call: never posted
     born: int = 0  # resync epoch at creation (see CallTracker.mark)
+    route: str = ""  # its [[route]], fixed with its newCall; "" is [zammad]
 
 
 def base_event(call: Call, event: str) -> CtiEvent:
     """The fields every CTI event of a call carries (docs/zammad-cti.md#3-fields-per-event)."""
-    return {
+    ev: CtiEvent = {
         "event": event,
         "from": call.from_,
         "to": call.to,
         "direction": POSTED_DIRECTION[call.direction],
         "callId": call.call_id,
     }
+    if call.route:
+        ev[ROUTE_KEY] = call.route
+    return ev
 
 
 def channel_endpoint(name: str) -> str:

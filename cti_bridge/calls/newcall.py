@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from cti_bridge.calls.graph import ChannelGraph
 from cti_bridge.calls.model import Call, Direction, Event, NewCallState, base_event
-from cti_bridge.calls.rules import Pbx
+from cti_bridge.calls.rules import Pbx, RouteFacts
 from cti_bridge.events import CtiEvent
 
 _NONE, _PENDING, _SENT = NewCallState.NONE, NewCallState.PENDING, NewCallState.SENT
@@ -93,8 +93,23 @@ class NewCallGate:
         if call.direction is Direction.IN and call.caller is not None and not call.from_:
             call.from_ = self._pbx.caller_number(call.caller)
         call.newcall_state = _SENT
+        call.route = self._pbx.route(route_facts(call))
         ev = base_event(call, "newCall")
         ev["user[]"] = list(call.users)
         if call.queue:
             ev["queue"] = call.queue
         out.append(ev)
+
+
+def route_facts(call: Call) -> RouteFacts:
+    """The facts a call's route is decided on, from its first channel (see ``RouteFacts``)."""
+    root = call.root
+    inbound = call.direction is Direction.IN
+    return RouteFacts(
+        inbound=inbound,
+        to=call.to,
+        did=root.exten if root is not None and inbound else "",
+        queue=call.queue,
+        context=root.context if root is not None else "",
+        endpoint=root.endpoint if root is not None else "",
+    )

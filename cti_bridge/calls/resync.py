@@ -17,7 +17,7 @@ from cti_bridge.calls.graph import ChannelGraph
 from cti_bridge.calls.hangup import Hangups
 from cti_bridge.calls.model import Call, Direction, Event, NewCallState
 from cti_bridge.calls.newcall import NewCallGate
-from cti_bridge.events import CtiEvent
+from cti_bridge.events import CtiEvent, route_of
 
 Feed = Callable[[Event, list[CtiEvent]], None]
 
@@ -86,6 +86,7 @@ class Resync:
         queue = event.get("queue")
         if isinstance(queue, str) and queue:
             call.queue = queue
+        call.route = route_of(event)
 
     # ------------------------------------------------------------------ resync
 

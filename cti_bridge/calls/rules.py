@@ -21,6 +21,34 @@ from cti_bridge.numbers import ANONYMOUS, NumberPlan
 
 
 @dataclass(frozen=True)
+class RouteRule:
+    """A ``[[route]]`` as the call model sees it: its name and its globs (no URL)."""
+
+    name: str
+    to: tuple[str, ...] = ()
+    queue: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
+    endpoint: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteFacts:
+    """What a call's route is decided on, when its newCall is decided.
+
+    ``to`` is the number as posted (international digits with ``[numbers] region``), ``did``
+    the number as the PBX saw it dialled; both are tried. ``context`` and ``endpoint`` are
+    those of the call's first channel.
+    """
+
+    inbound: bool
+    to: str = ""
+    did: str = ""
+    queue: str = ""
+    context: str = ""
+    endpoint: str = ""
+
+
+@dataclass(frozen=True)
 class CallRules:
     """What the tracker needs to know about this PBX; built from the config."""
 
@@ -33,6 +61,7 @@ class CallRules:
     newcall_delay: float = 0.5
     max_call_duration: float = 4 * 3600.0
     max_calls: int = 20000
+    routes: tuple[RouteRule, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: Config) -> CallRules:
@@ -46,6 +75,9 @@ class CallRules:
             numbers=cfg.numbers,
             max_call_duration=pbx.max_call_duration,
             max_calls=pbx.max_calls,
+            routes=tuple(
+                RouteRule(r.name, r.to, r.queue, r.context, r.endpoint) for r in cfg.route
+            ),
         )
 
 
@@ -59,6 +91,38 @@ def matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
         return bool(value) and (value in exact or any(g.match(value) for g in globs))
 
     return match
+
+
+def route_matcher(routes: Iterable[RouteRule]) -> Callable[[RouteFacts], str]:
+    """The pure function that gives a call its route: the first route whose every set key
+    matches; "" (``[zammad]``) when none does. ``to`` matches inbound calls only: an outbound
+    call's number is the far end's, not a DID of this PBX.
+    """
+    compiled = [
+        (
+            r.name,
+            matcher(r.to) if r.to else None,
+            matcher(r.queue) if r.queue else None,
+            matcher(r.context) if r.context else None,
+            matcher(r.endpoint) if r.endpoint else None,
+        )
+        for r in routes
+    ]
+
+    def route(facts: RouteFacts) -> str:
+        for name, to, queue, context, endpoint in compiled:
+            if to is not None and not (facts.inbound and (to(facts.to) or to(facts.did))):
+                continue
+            if queue is not None and not queue(facts.queue):
+                continue
+            if context is not None and not context(facts.context):
+                continue
+            if endpoint is not None and not endpoint(facts.endpoint):
+                continue
+            return name
+        return ""
+
+    return route
 
 
 class Vantage(Enum):
@@ -84,7 +148,14 @@ class Vantage(Enum):
 class Pbx:
     """The rules compiled for the hot path, and how the parties of a call are named."""
 
-    __slots__ = ("_internal_context", "_trunk_context", "_trunk_endpoint", "numbers", "rules")
+    __slots__ = (
+        "_internal_context",
+        "_trunk_context",
+        "_trunk_endpoint",
+        "numbers",
+        "route",
+        "rules",
+    )
 
     def __init__(self, rules: CallRules) -> None:
         self.rules = rules
@@ -92,6 +163,8 @@ class Pbx:
         self._trunk_endpoint = matcher(rules.trunk_endpoints)
         self._trunk_context = matcher(rules.trunk_contexts)
         self._internal_context = matcher(rules.internal_contexts)
+        #: The call's [[route]] from its facts (pure; "" is [zammad]).
+        self.route = route_matcher(rules.routes)
 
     def is_trunk(
         self,

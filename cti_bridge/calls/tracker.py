@@ -33,8 +33,8 @@ from cti_bridge.calls.model import (
 )
 from cti_bridge.calls.newcall import NewCallGate
 from cti_bridge.calls.resync import Resync
-from cti_bridge.calls.rules import CallRules, Pbx
-from cti_bridge.events import CtiEvent
+from cti_bridge.calls.rules import CallRules, Pbx, RouteFacts, RouteRule
+from cti_bridge.events import ROUTE_KEY, CtiEvent
 
 __all__ = [
     "GONE_MEMORY",
@@ -46,6 +46,8 @@ __all__ = [
     "CallRules",
     "CallTracker",
     "Channel",
+    "RouteFacts",
+    "RouteRule",
     "channel_endpoint",
     "dialled_number",
 ]
@@ -109,7 +111,7 @@ class CallTracker:
         self._now = 0.0
         self.events_seen = 0
         self.errors = 0
-        pbx = Pbx(self.rules)
+        self._pbx = pbx = Pbx(self.rules)
         self._graph = graph = ChannelGraph(self._time)
         self._gate = gate = NewCallGate(graph, pbx, self._time, SETUP_EVENTS)
         self._answers = answers = Answers(graph, pbx, gate)
@@ -235,9 +237,29 @@ class CallTracker:
         event = self._setup.hook_newcall(channel, linkedid, caller, context, to)
         if queue:
             event["queue"] = queue
+        route = self._pbx.route(self._hook_facts(event, channel, linkedid, context, to))
+        if route:
+            event[ROUTE_KEY] = route
         if not event["to"] or not self.claim(event):
             return None
         return event
+
+    def _hook_facts(
+        self, event: CtiEvent, channel: str, linkedid: str, context: str, to: str
+    ) -> RouteFacts:
+        """The hook's call, routed on its first channel when AMI has shown it already (the
+        hook's own context may be a subroutine's), else on the hook's channel."""
+        call = self._graph.linked.get(linkedid) or self.calls.get(linkedid)
+        root = call.root if call is not None else None
+        queue = event.get("queue", "")
+        return RouteFacts(
+            inbound=event["direction"] == IN,
+            to=str(event["to"]),
+            did=to,
+            queue=queue if isinstance(queue, str) else "",
+            context=root.context if root is not None else context,
+            endpoint=root.endpoint if root is not None else channel_endpoint(channel),
+        )
 
     def claim(self, event: CtiEvent) -> bool:
         """Record a newCall posted by the FastAGI hook so the AMI side does not post another.

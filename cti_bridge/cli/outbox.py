@@ -6,20 +6,26 @@ from typing import Annotated
 
 import typer
 
-from cti_bridge.cli.app import ConfigOpt, app, fail, load_or_exit
+from cti_bridge.cli.app import EXIT_CONFIG, ConfigOpt, app, fail, load_or_exit
+from cti_bridge.config import Config
 from cti_bridge.outbox.upgrade import old_outbox_file
 
 outbox_app = typer.Typer(help="Look at and act on the outbox of events waiting for Zammad.")
 app.add_typer(outbox_app, name="outbox")
 
 
-def _outbox_path(config: ConfigOpt) -> str:
-    """The configured file; refused while the earlier release's file still waits to be moved."""
-    path = load_or_exit(config).outbox.path
-    old = old_outbox_file(path)
+def _outbox_config(config: ConfigOpt) -> Config:
+    """The config; refused while the earlier release's outbox file still waits to be moved."""
+    cfg = load_or_exit(config)
+    old = old_outbox_file(cfg.outbox.path)
     if old is not None:
         fail(f"{old} holds the outbox of an earlier release; start the daemon once to move it", 1)
-    return path
+    return cfg
+
+
+def _outbox_path(config: ConfigOpt) -> str:
+    """The configured file (see ``_outbox_config``)."""
+    return _outbox_config(config).outbox.path
 
 
 @outbox_app.command("list")
@@ -27,12 +33,21 @@ def outbox_list(
     config: ConfigOpt = None,
     dead: Annotated[bool, typer.Option("--dead", help="List dead letters instead.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    route: Annotated[
+        str | None,
+        typer.Option("--route", help='Only this route\'s events ("default" is [zammad]).'),
+    ] = None,
 ) -> None:
     """List events waiting for Zammad (or given up on, with --dead)."""
-    path = _outbox_path(config)
+    cfg = _outbox_config(config)
+    from cti_bridge.events import DEFAULT_ROUTE
     from cti_bridge.outbox.admin import list_rows
 
-    typer.echo(list_rows(path, dead=dead, limit=limit))
+    names = [r.name for r in cfg.route]
+    if route is not None and route not in (DEFAULT_ROUTE, *names):
+        known = ", ".join((DEFAULT_ROUTE, *names))
+        fail(f"--route {route}: no such route in {cfg.path} (known: {known})", EXIT_CONFIG)
+    typer.echo(list_rows(cfg.outbox.path, dead=dead, limit=limit, route=route, routes=names))
 
 
 @outbox_app.command("retry")

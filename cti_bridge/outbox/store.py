@@ -16,6 +16,11 @@ Only the CTI form fields are stored (the event JSON): never the URL, which holds
 --revoke`` bumps it from a second process; the daemon reads it per request). Every table is
 created with ``IF NOT EXISTS`` on open, so an outbox file from an older version gains the
 tables it lacks and keeps its rows.
+
+Routes (``[[route]]``): ``pending.route`` and ``dead.route`` name the route of each row (the
+event's ``_route``, else ``default``, which is ``[zammad]``); files from before routes get the
+column on open, their rows in ``default``. Each route is delivered from its own
+:meth:`Outbox.lane`: the same file and connection, reads limited to that route's rows.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from cti_bridge.events import CtiEvent, call_id
+from cti_bridge.events import DEFAULT_ROUTE, CtiEvent, call_id, route_of
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -39,7 +45,8 @@ CREATE TABLE IF NOT EXISTS pending (
     event TEXT NOT NULL,
     created_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
+    last_error TEXT,
+    route TEXT NOT NULL DEFAULT 'default'
 );
 CREATE INDEX IF NOT EXISTS pending_call ON pending (call_id, id);
 CREATE TABLE IF NOT EXISTS dead (
@@ -50,7 +57,8 @@ CREATE TABLE IF NOT EXISTS dead (
     attempts INTEGER NOT NULL,
     last_error TEXT,
     reason TEXT NOT NULL,
-    dead_at REAL NOT NULL
+    dead_at REAL NOT NULL,
+    route TEXT NOT NULL DEFAULT 'default'
 );
 CREATE INDEX IF NOT EXISTS dead_call ON dead (call_id);
 CREATE TABLE IF NOT EXISTS open_calls (
@@ -64,6 +72,16 @@ CREATE TABLE IF NOT EXISTS dial_serials (
     serial INTEGER NOT NULL
 );
 """
+
+# Files from before routes: the column is added, their rows belong to [zammad].
+_MIGRATIONS = (
+    ("pending", "route", "ALTER TABLE pending ADD COLUMN route TEXT NOT NULL DEFAULT 'default'"),
+    ("dead", "route", "ALTER TABLE dead ADD COLUMN route TEXT NOT NULL DEFAULT 'default'"),
+)
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS pending_route ON pending (route, id)",
+    "CREATE INDEX IF NOT EXISTS dead_route ON dead (route, id)",
+)
 
 _COLS = "id, call_id, event, created_at, attempts, last_error"
 
@@ -82,6 +100,10 @@ class Row:
         value = self.event.get("event", "")
         return value if isinstance(value, str) else ""
 
+    @property
+    def route(self) -> str:
+        return route_of(self.event) or DEFAULT_ROUTE
+
 
 @dataclass(frozen=True)
 class DeadRow(Row):
@@ -99,6 +121,10 @@ def _row(r: tuple[int, str, str, float, int, str | None]) -> Row:
 
 class Outbox:
     """One connection to the outbox file; use from one thread (the daemon's event loop)."""
+
+    # Reads of a lane add this condition (see lane()); the whole outbox reads every route.
+    _where = ""
+    _params: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -130,6 +156,23 @@ class Outbox:
         with self._tx():
             for stmt in filter(str.strip, _SCHEMA.split(";")):
                 self._db.execute(stmt)
+            for table, column, alter in _MIGRATIONS:
+                if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(alter)
+            for stmt in _INDEXES:
+                self._db.execute(stmt)
+
+    def lane(self, route: str, *, others: Sequence[str] = ()) -> Outbox:
+        """The rows of ``route`` only: what one route's delivery reads and writes.
+
+        ``DEFAULT_ROUTE``'s lane takes ``others``, the names of the configured routes, and holds
+        every row not in one of them (rows of a route since removed from the config included,
+        so none is stranded).
+        """
+        if route == DEFAULT_ROUTE:
+            marks = ", ".join("?" * len(others))
+            return _Lane(self, f" AND route NOT IN ({marks})" if others else "", tuple(others))
+        return _Lane(self, " AND route = ?", (route,))
 
     def _tx(self) -> _Tx:
         return _Tx(self._db, self.on_commit)
@@ -156,8 +199,8 @@ class Outbox:
                 cid = call_id(event)
                 body = _to_json(event)
                 cur = self._db.execute(
-                    "INSERT INTO pending (call_id, event, created_at) VALUES (?, ?, ?)",
-                    (cid, body, now),
+                    "INSERT INTO pending (call_id, event, created_at, route) VALUES (?, ?, ?, ?)",
+                    (cid, body, now, route_of(event) or DEFAULT_ROUTE),
                 )
                 ids.append(int(cur.lastrowid or 0))
                 self._track_open(cid, event.get("event"), body, now)
@@ -208,8 +251,8 @@ class Outbox:
         with self._tx():
             ids = [r[0] for r in self._db.execute(f"SELECT id FROM pending WHERE {where}", (arg,))]
             self._db.execute(
-                f"INSERT INTO dead ({_COLS}, reason, dead_at) "
-                f"SELECT {_COLS}, ?, ? FROM pending WHERE {where}",
+                f"INSERT INTO dead ({_COLS}, route, reason, dead_at) "
+                f"SELECT {_COLS}, route, ?, ? FROM pending WHERE {where}",
                 (reason[:500], self._now(), arg),
             )
             self._db.execute(f"DELETE FROM pending WHERE {where}", (arg,))
@@ -221,7 +264,7 @@ class Outbox:
         with self._tx():
             if ids is None:
                 rows = self._db.execute(
-                    "SELECT id, call_id, event FROM dead ORDER BY id"
+                    "SELECT id, call_id, event, route FROM dead ORDER BY id"
                 ).fetchall()
             else:
                 wanted = sorted(set(ids))
@@ -229,13 +272,13 @@ class Outbox:
                     r
                     for i in wanted
                     for r in self._db.execute(
-                        "SELECT id, call_id, event FROM dead WHERE id = ?", (i,)
+                        "SELECT id, call_id, event, route FROM dead WHERE id = ?", (i,)
                     )
                 ]
-            for rid, cid, event in rows:
+            for rid, cid, event, route in rows:
                 self._db.execute(
-                    "INSERT INTO pending (call_id, event, created_at) VALUES (?, ?, ?)",
-                    (cid, event, now),
+                    "INSERT INTO pending (call_id, event, created_at, route) VALUES (?, ?, ?, ?)",
+                    (cid, event, now, route),
                 )
                 self._db.execute("DELETE FROM dead WHERE id = ?", (rid,))
         return len(rows)
@@ -269,7 +312,8 @@ class Outbox:
 
     def pending(self, limit: int = 1000, *, after: int = 0) -> list[Row]:
         cur = self._db.execute(
-            f"SELECT {_COLS} FROM pending WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+            f"SELECT {_COLS} FROM pending WHERE id > ?{self._where} ORDER BY id LIMIT ?",
+            (after, *self._params, limit),
         )
         return [_row(r) for r in cur]
 
@@ -280,28 +324,42 @@ class Outbox:
         return [_row(r) for r in cur]
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
+        return int(self._one(f"SELECT count(*) FROM pending WHERE 1{self._where}"))
 
     def count_dead(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM dead").fetchone()[0])
+        return int(self._one(f"SELECT count(*) FROM dead WHERE 1{self._where}"))
 
     def max_id(self) -> int:
-        return int(self._db.execute("SELECT coalesce(max(id), 0) FROM pending").fetchone()[0])
+        return int(self._one(f"SELECT coalesce(max(id), 0) FROM pending WHERE 1{self._where}"))
+
+    def none_between(self, after: int, before: int) -> bool:
+        """No row of this lane has an id between ``after`` and ``before`` (both excluded).
+
+        A lane's rows are not numbered one after the other (other routes' rows are between
+        them): this tells its delivery that a commit of its own follows what it has seen.
+        """
+        sql = f"SELECT 1 FROM pending WHERE id > ? AND id < ?{self._where} LIMIT 1"
+        return self._db.execute(sql, (after, before, *self._params)).fetchone() is None
 
     def oldest_age(self, now: float | None = None) -> float | None:
-        oldest = self._db.execute("SELECT min(created_at) FROM pending").fetchone()[0]
+        oldest = self._one(f"SELECT min(created_at) FROM pending WHERE 1{self._where}")
         if oldest is None:
             return None
         return max(0.0, (self._now() if now is None else now) - float(oldest))
 
     def list_dead(self, limit: int = 100) -> list[DeadRow]:
         cur = self._db.execute(
-            f"SELECT {_COLS}, reason, dead_at FROM dead ORDER BY id LIMIT ?", (limit,)
+            f"SELECT {_COLS}, reason, dead_at FROM dead WHERE 1{self._where} ORDER BY id LIMIT ?",
+            (*self._params, limit),
         )
         return [
             DeadRow(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], reason=r[6], dead_at=r[7])
             for r in cur
         ]
+
+    def _one(self, sql: str) -> Any:
+        """The single value of a query on this lane's rows."""
+        return self._db.execute(sql, self._params).fetchone()[0]
 
     def checkpoint(self) -> None:
         """Copy the WAL back into the database file; safe to run in a worker thread.
@@ -334,6 +392,34 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Lane(Outbox):
+    """One route's rows (see :meth:`Outbox.lane`): the outbox's own connection, with reads
+    limited to the route. Writes are the outbox's; the outbox's owner closes it."""
+
+    def __init__(self, outbox: Outbox, where: str, params: tuple[str, ...]) -> None:
+        # Not Outbox.__init__: a lane opens nothing, it shares the outbox's connection.
+        self._outbox = outbox
+        self.path = outbox.path
+        self._db = outbox._db
+        self._clock = outbox._clock
+        self._where = where
+        self._params = params
+
+    @property  # type: ignore[override]
+    def on_commit(self) -> Callable[[], None] | None:
+        return self._outbox.on_commit
+
+    @on_commit.setter
+    def on_commit(self, callback: Callable[[], None] | None) -> None:
+        self._outbox.on_commit = callback
+
+    def checkpoint(self) -> None:
+        self._outbox.checkpoint()
+
+    def close(self) -> None:
+        """The outbox's owner closes the connection, not a lane."""
 
 
 class _Tx:

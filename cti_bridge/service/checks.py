@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 
 from cti_bridge.ami.checks import check_originate
@@ -22,8 +23,12 @@ async def run_checks(cfg: Config, *, timeout: float = 8.0) -> list[Result]:
             results.append(await check_originate(ami, timeout))
     finally:
         await ami.stop()
-    ok, detail = await check_endpoint(cfg.zammad)
-    results.append(("Zammad endpoint and token", ok, detail))
+    if cfg.zammad.url.get() or not cfg.route:
+        ok, detail = await check_endpoint(cfg.zammad)
+        results.append(("Zammad endpoint and token", ok, detail))
+    for route in cfg.route:  # each [[route]]'s Zammad, with [zammad]'s other settings
+        ok, detail = await check_endpoint(dataclasses.replace(cfg.zammad, url=route.url))
+        results.append((f"Zammad endpoint and token of route {route.name}", ok, detail))
     results.append(web_check(cfg.web))
     return results
 

@@ -35,7 +35,7 @@ from cti_bridge.calls.tracker import IN, CallRules, CallTracker
 from cti_bridge.causes import Q850
 from cti_bridge.config import Config
 from cti_bridge.dial import DialService, dial_routes
-from cti_bridge.events import CtiEvent
+from cti_bridge.events import DEFAULT_ROUTE, CtiEvent
 from cti_bridge.numbers import NumberPlan
 from cti_bridge.outbox.store import Outbox
 from cti_bridge.outbox.upgrade import adopt_old_outbox
@@ -45,11 +45,14 @@ from cti_bridge.service.sdnotify import Notifier
 from cti_bridge.service.staging import StagedEvents
 from cti_bridge.service.status import StatusServer
 from cti_bridge.web import DaemonView, WebServer, create_app
-from cti_bridge.zammad import Delivery, ZammadAnswer, ZammadClient
+from cti_bridge.zammad import ZammadAnswer
+from cti_bridge.zammad.routes import Routes
 
 log = logging.getLogger("cti_bridge")
 
 STOP_GRACE = 5.0
+# The "zammad" status of a daemon whose [zammad] has no URL (every call goes by [[route]]).
+_NO_ZAMMAD: Mapping[str, Any] = {"state": "off", "url": None}
 
 
 class Daemon:
@@ -61,13 +64,12 @@ class Daemon:
         self.tracker = CallTracker(CallRules.from_config(cfg), clock=time.monotonic)
         adopt_old_outbox(cfg.outbox.path)  # before opening: an empty file would strand the old one
         self.outbox = Outbox(cfg.outbox.path, background_checkpoint=True)
-        self.client = ZammadClient(cfg.zammad)
         self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.web.listen else None
-        self.delivery = Delivery(
+        # One delivery lane per Zammad ([zammad] and each [[route]]): see zammad/routes.py.
+        self.routes = Routes(
             self.outbox,
-            self.client,
-            cfg.zammad,
-            observer=self.metrics.observe_post if self.metrics else None,
+            cfg,
+            observer=self.metrics.observe_route_post if self.metrics else None,
             on_state=lambda _state: self.readiness.update(),
         )
         self.ami = AmiClient(
@@ -87,8 +89,8 @@ class Daemon:
         self.web: WebServer | None = None
         if self.metrics is not None:
             view = DaemonView(self.snapshot, self.metrics.registry, self.health)
-            routes = dial_routes(self.dial) if self.dial is not None else []
-            self.web = WebServer(cfg.web, create_app(view, routes))
+            web_routes = dial_routes(self.dial) if self.dial is not None else []
+            self.web = WebServer(cfg.web, create_app(view, web_routes))
         self.status_server = StatusServer(cfg.status.socket, self.snapshot)
         self.readiness = Readiness(Notifier.from_env(), self._status_line)
         self.staged = StagedEvents(self._submit)
@@ -146,8 +148,8 @@ class Daemon:
         self._rearm()
 
     def _submit(self, events: list[CtiEvent]) -> None:
-        ids = self.delivery.submit_many(events)
-        for rid, ev in zip(ids, events, strict=False):
+        ids = self.routes.submit_many(events)
+        for rid, ev in zip(ids, events, strict=True):
             name = ev.get("event")
             if name == "hangup":
                 log.info(
@@ -158,10 +160,10 @@ class Daemon:
                     ev.get("to"),
                     ev.get("cause"),
                 )
-            elif name == "newCall" and ev.get("direction") == IN:
+            elif name == "newCall" and ev.get("direction") == IN and rid is not None:
                 # Calls without the FastAGI hook: a reject can only be applied over AMI.
-                self.delivery.watch_answer(
-                    rid, functools.partial(self._on_answer, ev), max(self.cfg.agi.timeout, 5.0)
+                self.routes.watch_answer(
+                    ev, rid, functools.partial(self._on_answer, ev), max(self.cfg.agi.timeout, 5.0)
                 )
 
     def _on_answer(self, event: CtiEvent, answer: ZammadAnswer) -> None:
@@ -202,7 +204,8 @@ class Daemon:
         if event is None:
             return NONE
         self.staged.commit()
-        answer = await self.delivery.submit_and_wait(event, self.cfg.agi.timeout)
+        # The call's own route's Zammad decides, and only for this call.
+        answer = await self.routes.submit_and_wait(event, self.cfg.agi.timeout)
         decision = decision_for(event, answer, self.numbers.caller_id)
         if decision.action == "reject":
             log.info("call %s: Zammad rejects caller %s", event["callId"], event["from"])
@@ -214,12 +217,15 @@ class Daemon:
 
     def snapshot(self) -> dict[str, Any]:
         now = time.time()
-        zammad = self.delivery.status()
+        routes = self.routes.status()
+        # "zammad": [zammad]'s lane as before; with routes, "routes" lists every lane.
+        zammad = routes[0] if routes and routes[0]["name"] == DEFAULT_ROUTE else _NO_ZAMMAD
         return {
             "version": __version__,
             "uptime_s": round(now - self.started, 1),
             "ami": self.ami.snapshot(),
             "zammad": zammad,
+            "routes": routes,
             "calls": {
                 "active": self.tracker.active_calls,
                 "channels": len(self.tracker.channels),
@@ -228,9 +234,13 @@ class Daemon:
             },
             "outbox": {
                 "path": self.cfg.outbox.path,
-                "pending": zammad.get("pending"),
-                "oldest_age_s": zammad.get("oldest_age_s"),
+                "pending": sum(r["pending"] for r in routes),
+                "oldest_age_s": max(
+                    (r["oldest_age_s"] for r in routes if r["oldest_age_s"] is not None),
+                    default=None,
+                ),
                 "dead": self.outbox.count_dead(),
+                "unrouted": self.routes.unrouted,
             },
             "agi": self.agi.snapshot() if self.agi else {"enabled": False},
             "web": self.web.snapshot() if self.web else {"enabled": False},
@@ -246,7 +256,7 @@ class Daemon:
             if self.ami.connected
             else "AMI " + (self.ami.last_error or "disconnected")
         )
-        return f"{ami}; Zammad {self.delivery.state}; {self.tracker.active_calls} call(s)"
+        return f"{ami}; Zammad {self.routes.summary()}; {self.tracker.active_calls} call(s)"
 
     def _on_ami_state(self) -> None:
         connected = self.ami.connected
@@ -270,7 +280,7 @@ class Daemon:
             __version__,
             self.cfg.ami.host,
             self.cfg.ami.port,
-            self.cfg.zammad.display_url,
+            ", ".join(f"{r.name} {r.cfg.display_url}" for r in self.routes) or "off",
             self.cfg.agi.listen or "off",
             self.cfg.outbox.path,
         )
@@ -282,7 +292,7 @@ class Daemon:
             # Closed (hangup) at the first resync unless the PBX still lists them.
             log.info("%d call(s) were open when the bridge last stopped", len(open_calls))
             self.tracker.restore(open_calls)
-        await self.delivery.start()
+        await self.routes.start()
         await self.status_server.start()
         if self.agi is not None:
             await self.agi.start()
@@ -312,8 +322,8 @@ class Daemon:
         for task in [*self._tasks, *self._bg]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._bg, return_exceptions=True)
-        await self.delivery.stop(STOP_GRACE)
-        await self.client.aclose()
+        await self.routes.stop(STOP_GRACE)
+        await self.routes.aclose()
         await self.status_server.stop()
         if self.web is not None:
             await self.web.stop()

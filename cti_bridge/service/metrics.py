@@ -12,20 +12,22 @@ Snapshot keys read (missing keys just leave the series out)::
     ami.events_read                 -> cti_bridge_ami_events_total
     ami.events_filtered             -> cti_bridge_ami_events_filtered_total
     ami.frames_malformed            -> cti_bridge_ami_frames_malformed_total
-    zammad.state == "ok"            -> cti_bridge_zammad_up
-    zammad.retries                  -> cti_bridge_post_retries_total
     ami.reconnects                  -> cti_bridge_ami_reconnects_total
-    outbox.pending                  -> cti_bridge_outbox_depth
-    outbox.oldest_age_s             -> cti_bridge_outbox_oldest_age_seconds
-    zammad.dead (Delivery, monotonic) -> cti_bridge_dead_letters_total
+    routes[].state == "ok"          -> cti_bridge_zammad_up{route}
+    routes[].retries                -> cti_bridge_post_retries_total{route}
+    routes[].pending                -> cti_bridge_outbox_depth{route}
+    routes[].oldest_age_s           -> cti_bridge_outbox_oldest_age_seconds{route}
+    routes[].dead (monotonic)       -> cti_bridge_dead_letters_total{route}
     outbox.dead (rows in the outbox) -> cti_bridge_dead_letters_stored
     calls.active                    -> cti_bridge_active_calls
     agi.decisions.{action}          -> cti_bridge_agi_decisions_total{action}
     agi.timeouts / errors / dropped / refused -> cti_bridge_agi_{...}_total
 
-(``pending`` and ``oldest_age_s`` are also found under ``zammad``, where
-``Delivery.status()`` puts them.) Also exported: ``cti_bridge_build_info{version}`` and the
-``process_*`` metrics of prometheus_client.
+Each Zammad (``[zammad]`` as ``default``, and every ``[[route]]``) is one item of ``routes``
+with its ``name``, so the series about delivery carry a ``route`` label; a snapshot without
+``routes`` is read as the one route ``default`` from ``zammad`` (``outbox.pending`` and
+``outbox.oldest_age_s`` winning over the same keys there). Also exported:
+``cti_bridge_build_info{version}`` and the ``process_*`` metrics of prometheus_client.
 
 The endpoint is prometheus_client's ASGI app on the daemon's own event loop
 (``cti_bridge.web``), so a scrape reads the snapshot on the loop that owns the state: no thread,
@@ -51,6 +53,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from cti_bridge import __version__
+from cti_bridge.events import DEFAULT_ROUTE
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ class _Series:
     paths: tuple[str, ...]  # dotted snapshot paths, first present one wins
     help: str
     label: str | None = None  # the value is a {label value: number} mapping
+    per_route: bool = False  # paths are read in each item of "routes", labelled route
 
 
 def _gauge(name: str, paths: str, help: str, label: str | None = None) -> _Series:
@@ -75,6 +79,14 @@ def _counter(name: str, paths: str, help: str, label: str | None = None) -> _Ser
     return _Series(name, "counter", tuple(paths.split()), help, label)
 
 
+def _route_gauge(name: str, path: str, help: str) -> _Series:
+    return _Series(name, "gauge", (path,), help, "route", per_route=True)
+
+
+def _route_counter(name: str, path: str, help: str) -> _Series:
+    return _Series(name, "counter", (path,), help, "route", per_route=True)
+
+
 _SERIES = (
     _gauge("cti_bridge_ami_connected", "ami.connected", "1 while logged in to AMI"),
     _counter("cti_bridge_ami_events", "ami.events_read", "AMI events read"),
@@ -83,17 +95,15 @@ _SERIES = (
     ),
     _counter("cti_bridge_ami_frames_malformed", "ami.frames_malformed", "Unparsable AMI frames"),
     _counter("cti_bridge_ami_reconnects", "ami.reconnects", "AMI logins after the first"),
-    _gauge("cti_bridge_zammad_up", "zammad.up", "1 while Zammad accepts events"),
-    _counter("cti_bridge_post_retries", "zammad.retries", "POSTs to Zammad that will be retried"),
-    _gauge("cti_bridge_outbox_depth", "outbox.pending zammad.pending", "Events waiting to post"),
-    _gauge(
-        "cti_bridge_outbox_oldest_age_seconds",
-        "outbox.oldest_age_s zammad.oldest_age_s",
-        "Age of the oldest waiting event",
+    _route_gauge("cti_bridge_zammad_up", "up", "1 while Zammad accepts events"),
+    _route_counter("cti_bridge_post_retries", "retries", "POSTs to Zammad that will be retried"),
+    _route_gauge("cti_bridge_outbox_depth", "pending", "Events waiting to post"),
+    _route_gauge(
+        "cti_bridge_outbox_oldest_age_seconds", "oldest_age_s", "Age of the oldest waiting event"
     ),
-    _counter(
+    _route_counter(
         "cti_bridge_dead_letters",
-        "zammad.dead",
+        "dead",
         "Events given up on since start (too old or refused by Zammad)",
     ),
     _gauge("cti_bridge_dead_letters_stored", "outbox.dead", "Dead letters kept in the outbox"),
@@ -124,18 +134,31 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _derived(doc: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Add values that are a function of the snapshot rather than a field of it."""
-    zammad = doc.get("zammad")
-    if isinstance(zammad, Mapping) and "state" in zammad:
-        return {**doc, "zammad": {**zammad, "up": zammad["state"] == "ok"}}
-    return doc
+def _routes(doc: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Route name -> its delivery status, with ``up`` derived from ``state``."""
+    routes = doc.get("routes")
+    if not isinstance(routes, list):
+        # One Zammad, as in snapshots from before routes: "zammad", with "outbox" figures.
+        zammad, outbox = doc.get("zammad"), doc.get("outbox")
+        one = dict(zammad) if isinstance(zammad, Mapping) else {}
+        if isinstance(outbox, Mapping):
+            one.update({k: outbox[k] for k in ("pending", "oldest_age_s") if k in outbox})
+        routes = [{"name": DEFAULT_ROUTE, **one}] if one else []
+    out: dict[str, Mapping[str, Any]] = {}
+    for r in routes:
+        if isinstance(r, Mapping) and isinstance(r.get("name"), str):
+            up = {"up": r["state"] == "ok"} if "state" in r else {}
+            out[r["name"]] = {**r, **up}
+    return out
 
 
 def families(doc: Mapping[str, Any]) -> Iterable[Metric]:
-    doc = _derived(doc)
+    routes = _routes(doc)
     for series in _SERIES:
-        value = _lookup(doc, series.paths)
+        if series.per_route:
+            value: Any = {name: _lookup(r, series.paths) for name, r in routes.items()}
+        else:
+            value = _lookup(doc, series.paths)
         family: GaugeMetricFamily | CounterMetricFamily
         labels = [series.label] if series.label else None
         if series.kind == "gauge":
@@ -175,12 +198,13 @@ class Metrics:
         self._posted = Counter(
             "cti_bridge_cti_events_posted",
             "CTI events POSTed to Zammad, by event and result",
-            ["event", "result"],
+            ["event", "result", "route"],
             registry=self.registry,
         )
         self._latency = Histogram(
             "cti_bridge_post_latency_seconds",
             "Time for one POST to Zammad",
+            ["route"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -190,11 +214,22 @@ class Metrics:
             {"version": __version__}
         )
 
-    def observe_post(self, event: str, result: str, latency_s: float | None = None) -> None:
+    def observe_post(
+        self,
+        event: str,
+        result: str,
+        latency_s: float | None = None,
+        *,
+        route: str = DEFAULT_ROUTE,
+    ) -> None:
         """Count one POST attempt (result e.g. ok, retry, rejected, dead) and its latency."""
-        self._posted.labels(event=event, result=result).inc()
+        self._posted.labels(event=event, result=result, route=route).inc()
         if latency_s is not None:
-            self._latency.observe(latency_s)
+            self._latency.labels(route=route).observe(latency_s)
+
+    def observe_route_post(self, route: str, event: str, result: str, latency_s: float) -> None:
+        """``observe_post`` as the routes' observer calls it (the route first)."""
+        self.observe_post(event, result, latency_s, route=route)
 
     def _read_snapshot(self) -> Mapping[str, Any] | None:
         try:

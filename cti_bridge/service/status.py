@@ -227,6 +227,8 @@ def _ami_line(ami: Mapping[str, Any]) -> str:
 def _zammad_line(zammad: Mapping[str, Any]) -> str:
     if not zammad:
         return UNKNOWN
+    if zammad.get("state") == "off":
+        return "off (no [zammad] url: calls that match no [[route]] are not posted)"
     text = str(zammad.get("state") or UNKNOWN)
     if zammad.get("url"):
         via = f" via proxy {_clean(zammad['proxy'])}" if zammad.get("proxy") else ""
@@ -245,6 +247,20 @@ def _outbox_line(outbox: Mapping[str, Any]) -> str:
     if outbox.get("dead"):
         text += f", {_count(outbox.get('dead'))} dead"
     return text
+
+
+def _route_rows(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """One ``Route`` row per [[route]]: name, state, URL (token redacted), its outbox lane."""
+    routes = doc.get("routes")
+    if not isinstance(routes, list):
+        return []
+    rows = []
+    for route in routes:
+        if not isinstance(route, Mapping) or route.get("name") in (None, "default"):
+            continue
+        text = f"{_clean(route['name'])}: {_zammad_line(route)}; {_outbox_line(route)}"
+        rows.append(("Route", text))
+    return rows
 
 
 def _outbox_of(zammad: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -283,6 +299,7 @@ def format_status(doc: Mapping[str, Any]) -> str:
     rows = [
         ("AMI", _ami_line(_section(doc, "ami"))),
         ("Zammad", _zammad_line(_section(doc, "zammad"))),
+        *_route_rows(doc),
         ("Calls", f"{_count(_section(doc, 'calls').get('active'))} active"),
         # Delivery.status() carries the outbox figures under "zammad" when there is no "outbox".
         ("Outbox", _outbox_line(_section(doc, "outbox") or _outbox_of(_section(doc, "zammad")))),

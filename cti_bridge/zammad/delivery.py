@@ -65,14 +65,21 @@ class Delivery:
         max_in_memory: int = 50_000,
         error_id_retries: int = 5,
         housekeeping_interval: float = 5.0,
+        acks: AckBatch | None = None,
+        checkpoints: bool = True,
     ) -> None:
+        """``outbox`` may be one route's lane (:meth:`Outbox.lane`); the deliveries of all
+        routes then share one ``acks`` batch, so every route's acks ride in the next commit of
+        any route, and exactly one of them runs the WAL ``checkpoints`` of the shared file.
+        """
         self._outbox = outbox
         self._cfg = cfg
         self._clock = clock
         self.observer = observer
         self._hk_interval = housekeeping_interval
         self._kick = Kick()
-        self._acks = AckBatch(outbox)
+        self._acks = acks if acks is not None else AckBatch(outbox)
+        self._checkpoints = checkpoints
         self._lanes = Lanes(outbox, self._acks, max_in_memory=max_in_memory)
         self._answers = AnswerWaiters()
         self._gate = HealthGate(cfg, self._probe_once, self._kick, clock=clock)
@@ -115,7 +122,8 @@ class Delivery:
         if self._running:
             return
         self._running = True
-        self._outbox.on_commit = self._written.set
+        if self._checkpoints:
+            self._outbox.on_commit = self._written.set
         self._lanes.load()
         if len(self._lanes):
             log.info("delivering %d event(s) left in the outbox", self._outbox.count())
@@ -124,7 +132,10 @@ class Delivery:
             for i in range(max(1, self._cfg.concurrency))
         ]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="zammad-housekeeping"))
-        self._tasks.append(asyncio.create_task(self._checkpoints(), name="outbox-checkpoint"))
+        if self._checkpoints:
+            self._tasks.append(
+                asyncio.create_task(self._checkpoint_wal(), name="outbox-checkpoint")
+            )
         self._gate.open()
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -144,7 +155,8 @@ class Delivery:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._acks.flush()
-        self._outbox.on_commit = None
+        if self._checkpoints:
+            self._outbox.on_commit = None
         self._answers.close()
         self._lanes.clear()
 
@@ -184,6 +196,7 @@ class Delivery:
 
     def status(self) -> dict[str, Any]:
         stats = self._sender.stats
+        self._acks.flush()  # shared by all routes: count this lane's rows without them
         return {
             "state": self._gate.state,
             "url": self._cfg.display_url,
@@ -194,7 +207,7 @@ class Delivery:
             "retries": stats.retries,
             "dead": stats.dead,
             "in_flight": stats.in_flight,
-            "pending": self._outbox.count() - len(self._acks),
+            "pending": self._outbox.count(),
             "oldest_age_s": self._outbox.oldest_age(self._clock()),
         }
 
@@ -245,7 +258,7 @@ class Delivery:
             except Exception:
                 log.exception("outbox housekeeping failed")
 
-    async def _checkpoints(self) -> None:
+    async def _checkpoint_wal(self) -> None:
         """Checkpoint the WAL off the event loop (Outbox(background_checkpoint=True)).
 
         Sleeps until the outbox was written, then checkpoints at most once a second.

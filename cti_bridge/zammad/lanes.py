@@ -63,10 +63,14 @@ class Lanes:
         """``events`` were just committed with ``ids``: take them in, keeping id order."""
         if (
             not self._disk_backlog
-            and ids[0] == self._loaded_upto + 1
             and len(self._ids) + len(ids) <= self._max_mem
+            and (
+                ids[0] == self._loaded_upto + 1
+                or self._outbox.none_between(self._loaded_upto, ids[0])
+            )
         ):
-            # Nothing else was written since our last look: take them straight in.
+            # Nothing else was written to this lane since our last look (rows of other
+            # routes may be between): take them straight in.
             for rid, event in zip(ids, events, strict=True):
                 self._enqueue(Row(rid, call_id(event), event, now))
             self._loaded_upto = ids[-1]

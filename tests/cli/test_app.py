@@ -41,7 +41,7 @@ def test_command_tree_is_what_operators_use() -> None:
         "dial-link": ["--config", "--handler", "--revoke", "-c", "ext"],
         "replay": ["--config", "-c", "traces"],
         "outbox": {
-            "list": ["--config", "--dead", "--limit", "-c"],
+            "list": ["--config", "--dead", "--limit", "--route", "-c"],
             "retry": ["--config", "-c"],
             "purge": ["--config", "--dead-only", "--yes", "-c", "-y"],
         },

@@ -92,7 +92,7 @@ async def test_daemon_arms_one_timer_only_while_calls_are_open(tmp_path: Path) -
         finally:
             daemon.staged.clear()
             daemon.outbox.close()
-            await daemon.client.aclose()
+            await daemon.routes.aclose()
 
 
 def test_outbox_reports_commits_not_reads(tmp_path: Path) -> None:

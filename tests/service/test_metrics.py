@@ -32,6 +32,9 @@ SNAPSHOT: dict[str, Any] = {
 }
 
 
+R = (("route", "default"),)  # the series about delivery carry the route
+
+
 def samples(text: bytes | str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     if isinstance(text, bytes):
         text = text.decode()
@@ -48,11 +51,11 @@ def test_snapshot_values() -> None:
     assert got[("cti_bridge_ami_events_total", ())] == 1234
     assert got[("cti_bridge_ami_events_filtered_total", ())] == 800
     assert got[("cti_bridge_ami_frames_malformed_total", ())] == 2
-    assert got[("cti_bridge_zammad_up", ())] == 1
-    assert got[("cti_bridge_post_retries_total", ())] == 5
-    assert got[("cti_bridge_outbox_depth", ())] == 7
-    assert got[("cti_bridge_outbox_oldest_age_seconds", ())] == 12.5
-    assert got[("cti_bridge_dead_letters_total", ())] == 1
+    assert got[("cti_bridge_zammad_up", R)] == 1
+    assert got[("cti_bridge_post_retries_total", R)] == 5
+    assert got[("cti_bridge_outbox_depth", R)] == 7
+    assert got[("cti_bridge_outbox_oldest_age_seconds", R)] == 12.5
+    assert got[("cti_bridge_dead_letters_total", R)] == 1
     assert got[("cti_bridge_dead_letters_stored", ())] == 4
     assert got[("cti_bridge_active_calls", ())] == 3
     for action, n in (("reject", 1), ("dial", 3), ("none", 8)):
@@ -66,7 +69,7 @@ def test_values_follow_the_snapshot_and_missing_keys_are_left_out() -> None:
     metrics = Metrics(lambda: doc)
     got = samples(metrics.render())
     assert got[("cti_bridge_ami_connected", ())] == 0
-    assert got[("cti_bridge_zammad_up", ())] == 0
+    assert got[("cti_bridge_zammad_up", R)] == 0
     assert not any(name == "cti_bridge_active_calls" for name, _ in got)
     doc["calls"] = {"active": 9}
     doc["outbox"] = {"pending": "garbage"}
@@ -79,11 +82,11 @@ def test_delivery_status_keys_under_zammad() -> None:
     # Delivery.status() reports the outbox under "zammad"; the outbox section wins when present.
     doc = {"zammad": {"state": "down", "pending": 4, "oldest_age_s": 30.0, "dead": 6}}
     got = samples(Metrics(lambda: doc).render())
-    assert got[("cti_bridge_outbox_depth", ())] == 4
-    assert got[("cti_bridge_outbox_oldest_age_seconds", ())] == 30
-    assert got[("cti_bridge_dead_letters_total", ())] == 6
+    assert got[("cti_bridge_outbox_depth", R)] == 4
+    assert got[("cti_bridge_outbox_oldest_age_seconds", R)] == 30
+    assert got[("cti_bridge_dead_letters_total", R)] == 6
     doc["outbox"] = {"pending": 1}
-    assert samples(Metrics(lambda: doc).render())[("cti_bridge_outbox_depth", ())] == 1
+    assert samples(Metrics(lambda: doc).render())[("cti_bridge_outbox_depth", R)] == 1
 
 
 def test_build_info() -> None:
@@ -98,11 +101,15 @@ def test_observe_post() -> None:
     metrics.observe_post("hangup", "retry", None)
     got = samples(metrics.render())
     posted = "cti_bridge_cti_events_posted_total"
-    assert got[(posted, (("event", "newCall"), ("result", "ok")))] == 2
-    assert got[(posted, (("event", "hangup"), ("result", "retry")))] == 1
-    assert got[("cti_bridge_post_latency_seconds_count", ())] == 2
-    assert got[("cti_bridge_post_latency_seconds_bucket", (("le", "0.25"),))] == 1
-    assert abs(got[("cti_bridge_post_latency_seconds_sum", ())] - 0.42) < 1e-9
+    assert got[(posted, (("event", "newCall"), ("result", "ok"), *R))] == 2
+    assert got[(posted, (("event", "hangup"), ("result", "retry"), *R))] == 1
+    assert got[("cti_bridge_post_latency_seconds_count", R)] == 2
+    assert got[("cti_bridge_post_latency_seconds_bucket", (("le", "0.25"), *R))] == 1
+    assert abs(got[("cti_bridge_post_latency_seconds_sum", R)] - 0.42) < 1e-9
+    metrics.observe_route_post("acme", "newCall", "ok", 0.1)
+    got = samples(metrics.render())
+    assert got[(posted, (("event", "newCall"), ("result", "ok"), ("route", "acme")))] == 1
+    assert got[("cti_bridge_post_latency_seconds_count", (("route", "acme"),))] == 1
 
 
 def test_instances_do_not_clash() -> None:
@@ -123,5 +130,22 @@ def test_failing_snapshot_keeps_direct_metrics() -> None:
     metrics = Metrics(snapshot)
     metrics.observe_post("newCall", "ok", 0.1)
     got = samples(metrics.render())
-    assert got[("cti_bridge_post_latency_seconds_count", ())] == 1
+    assert got[("cti_bridge_post_latency_seconds_count", R)] == 1
     assert not any(name == "cti_bridge_active_calls" for name, _ in got)
+
+
+def test_each_route_is_labelled() -> None:
+    doc = {
+        "routes": [
+            {"name": "default", "state": "ok", "pending": 1, "retries": 0, "dead": 0},
+            {"name": "acme", "state": "down", "pending": 5, "retries": 7, "dead": 2},
+        ],
+        "zammad": {"state": "ok", "pending": 99},  # "routes" wins
+    }
+    got = samples(Metrics(lambda: doc).render())
+    assert got[("cti_bridge_zammad_up", R)] == 1
+    assert got[("cti_bridge_zammad_up", (("route", "acme"),))] == 0
+    assert got[("cti_bridge_outbox_depth", R)] == 1
+    assert got[("cti_bridge_outbox_depth", (("route", "acme"),))] == 5
+    assert got[("cti_bridge_post_retries_total", (("route", "acme"),))] == 7
+    assert got[("cti_bridge_dead_letters_total", (("route", "acme"),))] == 2

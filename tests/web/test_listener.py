@@ -70,7 +70,7 @@ async def test_metrics_and_healthz_share_the_listener(tmp_path: Path, corpus_dir
         got = samples(r.text)
         assert got[("cti_bridge_ami_connected", ())] == 1
         assert got[("cti_bridge_ami_events_total", ())] >= 3
-        assert ("cti_bridge_outbox_depth", ()) in got
+        assert ("cti_bridge_outbox_depth", (("route", "default"),)) in got
         assert ("cti_bridge_build_info", (("version", daemon.snapshot()["version"]),)) in got
         h = await client.get("/healthz")
         assert h.status_code == 200
@@ -213,7 +213,13 @@ async def test_a_scrape_reads_the_snapshot_on_the_loop_thread() -> None:
     assert got[("cti_bridge_active_calls", ())] == 3
     assert got[("cti_bridge_agi_decisions_total", (("action", "dial"),))] == 3
     assert (
-        got[("cti_bridge_cti_events_posted_total", (("event", "newCall"), ("result", "ok")))] == 1
+        got[
+            (
+                "cti_bridge_cti_events_posted_total",
+                (("event", "newCall"), ("result", "ok"), ("route", "default")),
+            )
+        ]
+        == 1
     )
     assert threads == [threading.get_ident()]
     assert empty.status_code == 200  # no parts to check: healthy
