@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from cti_bridge.config import Secret, ZammadConfig  # noqa: E402
 from cti_bridge.outbox.store import Outbox  # noqa: E402
 from cti_bridge.zammad import Delivery, ZammadClient  # noqa: E402
-from tests.support.fake_zammad import call_events  # noqa: E402
+from cti_bridge.demo.zammad import call_events  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -48,7 +48,7 @@ class Server:
 
     def __init__(self, kind: str, quiet: bool) -> None:
         if kind == "fake":
-            args = ["-m", "tests.support.fake_zammad", "--token", TOKEN]
+            args = ["-m", "cti_bridge.demo.zammad", "--token", TOKEN]
             args += ["--quiet"] if quiet else []
         else:
             args = [str(Path(__file__).resolve()), "--serve"]

@@ -37,12 +37,15 @@ from cti_bridge.config import Config
 from cti_bridge.events import CtiEvent
 from cti_bridge.numbers import NumberPlan
 from cti_bridge.outbox.store import Outbox
+from cti_bridge.service.dryrun import DryRunDelivery
 from cti_bridge.service.metrics import Metrics
 from cti_bridge.service.readiness import Readiness
+from cti_bridge.service.recent import RecentCalls
 from cti_bridge.service.sdnotify import Notifier
 from cti_bridge.service.staging import StagedEvents
 from cti_bridge.service.status import StatusServer
 from cti_bridge.web import DaemonView, WebServer, create_app
+from cti_bridge.web.calls import calls_routes
 from cti_bridge.zammad import Delivery, ZammadAnswer, ZammadClient
 
 log = logging.getLogger("cti_bridge")
@@ -51,25 +54,36 @@ STOP_GRACE = 5.0
 
 
 class Daemon:
-    """One running bridge: owns every component and their order of start and stop."""
+    """One running bridge: owns every component and their order of start and stop.
 
-    def __init__(self, cfg: Config) -> None:
+    ``dry_run``: nothing is posted and nothing queued; the outbox is a private in-memory one
+    (the spool file is not even opened) and :class:`DryRunDelivery` takes Delivery's place.
+    """
+
+    def __init__(self, cfg: Config, *, dry_run: bool = False) -> None:
         self.cfg = cfg
+        self.dry_run = dry_run
         self.started = time.time()
         self.tracker = CallTracker(CallRules.from_config(cfg), clock=time.monotonic)
-        self.outbox = Outbox(cfg.spool.path, background_checkpoint=True)
+        self.recent = RecentCalls()
+        self.outbox = Outbox(":memory:" if dry_run else cfg.spool.path, background_checkpoint=True)
         self.client = ZammadClient(cfg.zammad)
         self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.web.listen else None
         self.web: WebServer | None = None
         if self.metrics is not None:
             view = DaemonView(self.snapshot, self.metrics.registry, self.health)
-            self.web = WebServer(cfg.web, create_app(view))
-        self.delivery = Delivery(
-            self.outbox,
-            self.client,
-            cfg.zammad,
-            observer=self.metrics.observe_post if self.metrics else None,
-            on_state=lambda _state: self.readiness.update(),
+            self.web = WebServer(cfg.web, create_app(view, routes=calls_routes(self.recent)))
+        self.delivery: Delivery | DryRunDelivery = (
+            DryRunDelivery(self.recent)
+            if dry_run
+            else Delivery(
+                self.outbox,
+                self.client,
+                cfg.zammad,
+                observer=self.metrics.observe_post if self.metrics else None,
+                on_state=lambda _state: self.readiness.update(),
+                journal=self.recent,
+            )
         )
         self.ami = AmiClient(
             cfg.ami, self._on_ami_event, on_resync=self._on_resync, on_state=self._on_ami_state
@@ -214,13 +228,15 @@ class Daemon:
                 "tracker_errors": self.tracker.errors,
             },
             "spool": {
-                "path": self.cfg.spool.path,
+                "path": "" if self.dry_run else self.cfg.spool.path,
                 "pending": zammad.get("pending"),
                 "oldest_age_s": zammad.get("oldest_age_s"),
                 "dead": self.outbox.count_dead(),
             },
             "agi": self.agi.snapshot() if self.agi else {"enabled": False},
             "web": self.web.snapshot() if self.web else {"enabled": False},
+            "dry_run": self.dry_run,
+            "recent_calls": self.recent.rows(),
         }
 
     def health(self) -> dict[str, bool]:
@@ -233,7 +249,8 @@ class Daemon:
             if self.ami.connected
             else "AMI " + (self.ami.last_error or "disconnected")
         )
-        return f"{ami}; Zammad {self.delivery.state}; {self.tracker.active_calls} call(s)"
+        zammad = "dry run, nothing posted" if self.dry_run else self.delivery.state
+        return f"{ami}; Zammad {zammad}; {self.tracker.active_calls} call(s)"
 
     def _on_ami_state(self) -> None:
         connected = self.ami.connected
@@ -259,7 +276,7 @@ class Daemon:
             self.cfg.ami.port,
             self.cfg.zammad.display_url,
             self.cfg.agi.listen or "off",
-            self.cfg.spool.path,
+            "none (dry run: nothing is posted or queued)" if self.dry_run else self.cfg.spool.path,
         )
         pending = self.outbox.count()
         if pending:
@@ -300,6 +317,7 @@ class Daemon:
         await self.delivery.stop(STOP_GRACE)
         await self.client.aclose()
         await self.status_server.stop()
+        self.recent.close()  # live /calls streams end now, not at the web server's grace
         if self.web is not None:
             await self.web.stop()
         left = self.outbox.count()
@@ -308,6 +326,6 @@ class Daemon:
         log.info("stopped; %d event(s) stay in the outbox for the next start", left)
 
 
-async def run_daemon(cfg: Config) -> int:
-    daemon = Daemon(cfg)
+async def run_daemon(cfg: Config, *, dry_run: bool = False) -> int:
+    daemon = Daemon(cfg, dry_run=dry_run)
     return await daemon.run()

@@ -34,7 +34,7 @@ def test_command_tree_is_what_operators_use() -> None:
     group = typer.main.get_command(app)
     assert isinstance(group, TyperGroup)
     assert _tree(group, typer.Context(group)) == {
-        "run": ["--config", "--log-level", "--strict", "-c"],
+        "run": ["--config", "--dry-run", "--log-level", "--strict", "-c"],
         "status": ["--config", "--json", "--socket", "-c"],
         "check": ["--config", "-c"],
         "send": ["--config", "-c", "event", "fields"],

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.fake_zammad import FakeZammad
+from cti_bridge.demo.zammad import FakeZammad
 
 from .expect import calls_in_order
 from .lab import (

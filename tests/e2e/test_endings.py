@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.support.fake_zammad import CallLog, FakeZammad
+from cti_bridge.demo.zammad import CallLog, FakeZammad
 
 from .conftest import DaemonFactory
 from .expect import (

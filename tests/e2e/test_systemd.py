@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_zammad import FakeZammad
+from cti_bridge.demo.zammad import FakeZammad
 
 from .conftest import _unavailable, attach_log
 from .expect import answer, expect_calls, hangup, new_call

@@ -16,7 +16,7 @@ case, a timeout *after* processing, is the reason answer/hangup retries are limi
 ``down()`` closes the listening socket and every open connection (clients get connection
 refused), ``up()`` listens again on the same port.
 
-Standalone: ``python -m tests.support.fake_zammad --port 8099 --token T`` prints one JSON line per
+Standalone: ``python -m cti_bridge.demo.zammad --port 8099 --token T`` prints one JSON line per
 request to stdout (for the e2e lab).
 """
 
