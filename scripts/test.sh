@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
     bash .ci/install-asterisk
     bash .ci/install-asterisk22
+    bash .ci/install-chromium  # the /calls page in a real headless browser
 else
     echo "test.sh: not root: skipping the Asterisk and systemd-tree installs (e2e tests need them)"
 fi

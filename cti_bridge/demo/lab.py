@@ -724,7 +724,10 @@ def daemon_config(
     agi_port: int,
     users: dict[str, str] | None = None,
     report_internal: bool = False,
+    web_listen: str = "",
 ) -> Path:
+    """A daemon configuration for this lab in ``tmp`` (``web_listen``: the ``[web]`` listener,
+    e.g. "127.0.0.1:0" for /calls on a free port)."""
     users = {"101": "Alice Agent"} if users is None else users
 
     def q(s: str) -> str:
@@ -765,6 +768,8 @@ path = {q(str(tmp / "spool.sqlite3"))}
 [status]
 socket = {q(str(tmp / "status.sock"))}
 """
+    if web_listen:
+        text += f"\n[web]\nlisten = {q(web_listen)}\n"
     path = tmp / "cti-bridge.toml"
     path.write_text(text, "utf-8")
     path.chmod(0o600)
@@ -883,9 +888,9 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def lab_dir() -> Iterator[Path]:
+def lab_dir(prefix: str = "cti-e2e-") -> Iterator[Path]:
     """A short temp dir (unix socket paths of astrundir must stay under 108 bytes)."""
-    d = Path(tempfile.mkdtemp(prefix="cti-e2e-", dir="/tmp"))
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     try:
         yield d
     finally:
