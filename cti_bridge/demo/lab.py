@@ -779,8 +779,9 @@ socket = {q(str(tmp / "status.sock"))}
 class Daemon:
     """``cti-bridge run`` as a subprocess, its stderr in a log file kept across restarts."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, *, dry_run: bool = False) -> None:
         self.config = config
+        self.dry_run = dry_run  # ``run --dry-run``: posts nothing
         self.socket = config.parent / "status.sock"  # as daemon_config writes it
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -789,7 +790,15 @@ class Daemon:
     def start(self) -> Daemon:
         self.starts += 1
         self.proc = spawn_logged(
-            [*daemon_command(), "run", "--config", str(self.config), "--log-level", "debug"],
+            [
+                *daemon_command(),
+                "run",
+                "--config",
+                str(self.config),
+                "--log-level",
+                "debug",
+                *(["--dry-run"] if self.dry_run else []),
+            ],
             self.log,
             f"\n===== start #{self.starts} =====\n",
         )

@@ -175,8 +175,8 @@ def start_daemon(
     daemon_runnable: None,
 ) -> Iterator[DaemonFactory]:
     """``start_daemon(zammad, ami_port=None, users=None, wait=True, ami_secret=None,
-    zammad_url=None, report_internal=False)`` -> a running daemon, config and spool in a
-    directory of its own.
+    zammad_url=None, report_internal=False, dry_run=False)`` -> a running daemon, config and
+    spool in a directory of its own.
 
     ``ami_port`` lets a test put a TcpProxy between the daemon and the pbx's AMI.
     """
@@ -191,6 +191,7 @@ def start_daemon(
         ami_secret: str | None = None,
         zammad_url: str | None = None,
         report_internal: bool = False,
+        dry_run: bool = False,
     ) -> Daemon:
         d = tmp_path / f"daemon{len(started)}"
         d.mkdir()
@@ -204,7 +205,7 @@ def start_daemon(
             users=users,
             report_internal=report_internal,
         )
-        daemon = Daemon(cfg, d / "daemon.log")
+        daemon = Daemon(cfg, d / "daemon.log", dry_run=dry_run)
         started.append(daemon)
         attach_log(request, f"daemon log {len(started)}", daemon.log_tail)
         daemon.start()
