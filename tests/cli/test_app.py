@@ -35,6 +35,7 @@ def test_command_tree_is_what_operators_use() -> None:
     assert isinstance(group, TyperGroup)
     assert _tree(group, typer.Context(group)) == {
         "run": ["--config", "--dry-run", "--log-level", "--strict", "-c"],
+        "demo": ["--asterisk", "--once"],
         "status": ["--config", "--json", "--socket", "-c"],
         "check": ["--config", "-c"],
         "send": ["--config", "-c", "event", "fields"],
