@@ -5,7 +5,7 @@
 (b) latency from ``Delivery.submit`` to the POST arriving at the server while healthy, at a
     steady 200 events/s, target p99 < 5 ms.
 
-The server is the fake Zammad (tests/support/fake_zammad.py) in its own process, so its CPU does
+The server is the fake Zammad (cti_bridge/demo/zammad.py) in its own process, so its CPU does
 not share the bridge's GIL; it stamps each request's arrival with time.time() (same host clock).
 
     .venv/bin/python bench/delivery.py [--events 100000] [--rate 200] [--seconds 10]
