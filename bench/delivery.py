@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cti_bridge.config import Secret, ZammadConfig  # noqa: E402
+from cti_bridge.demo.zammad import call_events  # noqa: E402
 from cti_bridge.outbox.store import Outbox  # noqa: E402
 from cti_bridge.zammad import Delivery, ZammadClient  # noqa: E402
-from cti_bridge.demo.zammad import call_events  # noqa: E402
 
 TOKEN = "bench-token"
 
