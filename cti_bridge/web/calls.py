@@ -14,6 +14,7 @@ first (:meth:`RecentCalls.close`), which ends every stream at once.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import secrets
@@ -27,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 from cti_bridge.service.recent import RecentCalls
 
 KEEPALIVE_S = 15.0  # a comment line so proxies do not close an idle stream
+COALESCE_S = 0.2  # changes within this span go out as one event (a busy PBX changes often)
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("direction", "Direction"),
@@ -157,6 +159,7 @@ async def stream(recent: RecentCalls, keepalive: float = KEEPALIVE_S) -> AsyncIt
     yield _data(recent.rows())
     while not recent.closed:
         if await recent.changed(keepalive):
+            await asyncio.sleep(COALESCE_S)
             yield _data(recent.rows())
         elif not recent.closed:
             yield ": keep-alive\n\n"

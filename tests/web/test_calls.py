@@ -14,8 +14,9 @@ import httpx
 from cti_bridge.config import parse_config
 from cti_bridge.demo.zammad import FakeZammad
 from cti_bridge.service.daemon import Daemon
+from cti_bridge.service.recent import RecentCalls
 from cti_bridge.service.status import format_status
-from cti_bridge.web.calls import render_page
+from cti_bridge.web.calls import render_page, stream
 from tests.service.test_daemon import lab, make_config, until
 from tests.support.fake_ami import FakeAmi
 from tests.web.test_listener import bridge
@@ -119,3 +120,12 @@ async def test_dry_run_posts_nothing_queues_nothing_and_shows_the_calls(
     assert "<td>dry run</td>" in page
     assert "dry run: nothing posted; 3 event(s) would have been" in format_status(doc)
     assert not Path(cfg.spool.path).exists()  # the spool file is not even created
+
+
+async def test_an_idle_stream_sends_keep_alives_and_ends_at_close() -> None:
+    recent = RecentCalls()
+    events = stream(recent, keepalive=0.01)
+    assert await anext(events) == "data: []\n\n"
+    assert await anext(events) == ": keep-alive\n\n"
+    recent.close()
+    assert [e async for e in events] == []
