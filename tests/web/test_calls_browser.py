@@ -87,12 +87,16 @@ async def test_a_new_call_appears_without_a_reload(
         wait_until(lambda: driver.find_element(By.ID, "live").text == "live")
         driver.execute_script("window.sameDocument = true")
 
-    await asyncio.to_thread(open_page)
-    assert driver.find_elements(By.CSS_SELECTOR, "#calls tr") == []
-    recent.committed([1], call_events("c1", frm=CALLER)[:1])
-
     def cells() -> list[str]:
-        return [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#calls tr td")]
+        # One script call: the page replaces its rows on every event (no stale elements).
+        texts: list[str] = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#calls tr td'), td => td.textContent)"
+        )
+        return texts
+
+    await asyncio.to_thread(open_page)
+    assert cells() == []
+    recent.committed([1], call_events("c1", frm=CALLER)[:1])
 
     await asyncio.to_thread(wait_until, lambda: CALLER in cells())
     recent.committed([2], call_events("c1", frm=CALLER)[1:2])
