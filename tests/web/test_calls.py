@@ -110,6 +110,7 @@ async def test_dry_run_posts_nothing_queues_nothing_and_shows_the_calls(
                 assert daemon.web is not None
                 async with httpx.AsyncClient(base_url=daemon.web.url) as client:
                     page = (await client.get("/calls")).text
+                    assert (await client.get("/metrics")).status_code == 200
             finally:
                 daemon._stop.set()
                 await asyncio.wait_for(task, 15)
