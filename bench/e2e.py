@@ -5,11 +5,11 @@ ids and interleaved 50 at a time with all dialplan noise kept (see bench/_stream
 ``cti-bridge run`` started as a subprocess (its own RSS and CPU); a minimal asyncio HTTP
 responder on loopback plays Zammad (``{}`` 200), records each POST's arrival time and body.
 
-Phases (each against a fresh daemon and spool):
+Phases (each against a fresh daemon and outbox):
   full    the whole stream as fast as the daemon reads (a burst of --calls calls):
           - intake: events/s from the first byte written until the daemon has read every frame
             (its status socket: AMI events read + filtered) AND committed every CTI event the
-            stream holds (the spool's AUTOINCREMENT counter, read-only from here), while posting
+            stream holds (the outbox's AUTOINCREMENT counter, read-only from here), while posting
             runs at the same time;
           - end to end: events/s from the first byte written to the last hangup POST received;
           - posting: POSTs/s from the first POST to the last, daemon CPU per POST (all of it,
@@ -68,7 +68,7 @@ REQUIRED = ("event", "direction", "from", "to", "callId")
 STALL = 20.0  # seconds without a new POST before a phase gives up waiting
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WRITE_TIMEOUT = 5.0  # Asterisk's writetimeout in conf/asterisk/manager_cti.conf
-POLL = 0.002  # seconds between looks at the spool while waiting for the intake to end
+POLL = 0.002  # seconds between looks at the outbox while waiting for the intake to end
 PY = str(ROOT / ".venv" / "bin" / "python")
 
 
@@ -161,8 +161,8 @@ trunk_endpoints = ["carrier"]
 "101" = "Alice Agent"
 [agi]
 listen = "127.0.0.1:0"
-[spool]
-path = "{where / "spool.sqlite3"}"
+[outbox]
+path = "{where / "outbox.sqlite3"}"
 [status]
 socket = "{where / "status.sock"}"
 """
@@ -191,7 +191,7 @@ class DaemonProc:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"), cwd=cwd, env=env
         )
-        self._spool: sqlite3.Connection | None = None
+        self._outbox: sqlite3.Connection | None = None
 
     def _status(self) -> dict[str, str]:
         out = {}
@@ -216,16 +216,16 @@ class DaemonProc:
         return int(ami.get("events_read") or 0) + int(ami.get("events_filtered") or 0)
 
     def committed(self) -> int:
-        """CTI events committed to the spool so far: its AUTOINCREMENT counter, never reused.
+        """CTI events committed to the outbox so far: its AUTOINCREMENT counter, never reused.
 
         Read here, read-only, so that the daemon spends nothing on it (its status document
         counts the pending rows, a query per look).
         """
-        if self._spool is None:
-            uri = f"file:{self.dir / 'spool.sqlite3'}?mode=ro"
-            self._spool = sqlite3.connect(uri, uri=True, isolation_level=None)
+        if self._outbox is None:
+            uri = f"file:{self.dir / 'outbox.sqlite3'}?mode=ro"
+            self._outbox = sqlite3.connect(uri, uri=True, isolation_level=None)
         # fetchall: the statement runs to its end, so no read transaction stays open.
-        rows = self._spool.execute(
+        rows = self._outbox.execute(
             "SELECT seq FROM sqlite_sequence WHERE name = 'pending'"
         ).fetchall()
         return int(rows[0][0]) if rows else 0
@@ -248,9 +248,9 @@ class DaemonProc:
         return f"{calls.get('active')} calls/{calls.get('channels')} channels tracked"
 
     async def stop(self) -> None:
-        if self._spool is not None:
-            self._spool.close()
-            self._spool = None
+        if self._outbox is not None:
+            self._outbox.close()
+            self._outbox = None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         for _ in range(300):
@@ -426,7 +426,7 @@ class Intake:
 async def watch_intake(daemon: DaemonProc, zammad: Zammad, frames: int, events: int) -> Intake:
     """Until the daemon has read ``frames`` AMI frames in all and committed ``events`` events.
 
-    The spool is looked at every POLL s; once it holds every event, the status socket confirms
+    The outbox is looked at every POLL s; once it holds every event, the status socket confirms
     that the frames behind the last of them (a few KB of noise, as a rule in the same read) are
     read too, else it is asked again and the intake ends at its answer.
     """

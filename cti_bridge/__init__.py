@@ -16,8 +16,8 @@ Data flows one way, and the tree follows it::
 - ``web/``: the daemon's HTTP listener (``/metrics``, ``/healthz``), Starlette on uvicorn.
 - ``cli/``: the ``cti-bridge`` command.
 
-``config``, ``numbers`` and ``events`` are shared by all of them. The facts the code relies on
-are written down in ``docs/`` (Zammad's CTI behaviour, the AMI facts, the cause table).
+``config``, ``numbers``, ``events`` and ``causes`` are shared by all of them. The facts the code
+relies on are written down in ``docs/`` (Zammad's CTI behaviour, the AMI facts, the cause table).
 """
 
 __version__ = "0.1.0"

@@ -51,6 +51,8 @@ from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_sc
 
 DEFAULT_CONFIG_PATH = "/etc/cti-bridge/cti-bridge.toml"
 CONFIG_ENV = "CTI_BRIDGE_CONFIG"
+INSTANCE_ENV = "CTI_BRIDGE_INSTANCE"
+_INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class ConfigError(Exception):
@@ -437,10 +439,10 @@ class AgiConfig:
 
 
 @dataclass(frozen=True, config=_SECTION)
-class SpoolConfig:
+class OutboxConfig:
     """The durable outbox."""
 
-    path: NonEmpty = "/var/lib/cti-bridge/spool.sqlite3"
+    path: NonEmpty = "/var/lib/cti-bridge/outbox.sqlite3"
     """SQLite file of the outbox."""
 
 
@@ -450,6 +452,57 @@ class StatusConfig:
 
     socket: NonEmpty = "/run/cti-bridge/status.sock"
     """Unix socket path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where one unit's files are when the config does not say: the plain unit's, or those of
+    the template unit's instance ``name`` (``cti-bridge@name.service``, which sets
+    ``CTI_BRIDGE_INSTANCE=name``). One name selects the config file, the outbox and the status
+    socket, inside the unit and for the commands run beside it
+    (README.md#several-pbxs-one-instance-each).
+    """
+
+    instance: str | None = None
+
+    @classmethod
+    def of(cls, instance: str | None) -> Layout:
+        """The layout of ``instance`` (None or "": the plain unit's); ConfigError if the name
+        could leave its directories."""
+        if not instance:
+            return cls()
+        if not _INSTANCE_NAME.fullmatch(instance):
+            raise ConfigError(
+                f"instance {instance!r}: expected letters, digits, '_', '.' or '-' "
+                "(at most 64, not starting with '.', '_' or '-')"
+            )
+        return cls(instance)
+
+    @property
+    def config(self) -> str:
+        if self.instance is None:
+            return DEFAULT_CONFIG_PATH
+        return f"/etc/cti-bridge/{self.instance}.toml"
+
+    @property
+    def defaults(self) -> dict[tuple[str, str], str]:
+        """(section, key) -> value used when the file leaves the key out."""
+        if self.instance is None:
+            return {}
+        return {
+            ("outbox", "path"): f"/var/lib/cti-bridge/{self.instance}/outbox.sqlite3",
+            ("status", "socket"): f"/run/cti-bridge/{self.instance}/status.sock",
+        }
+
+    def credential_source(self, name: str) -> str:
+        """The file beside the config that the unit loads as credential ``name``: an
+        instance's are prefixed with its name (``LoadCredential=ami-secret:.../NAME-ami-secret``),
+        so commands run outside the unit read the same secrets."""
+        return name if self.instance is None else f"{self.instance}-{name}"
+
+    @property
+    def status_socket(self) -> str:
+        return self.defaults.get(("status", "socket"), StatusConfig().socket)
 
 
 def _public_url(value: str) -> str:
@@ -507,7 +560,7 @@ class Config:
     """Extension = "Name" posted in user[]/user (else the phone's CallerIDName)."""
     numbers: NumbersConfig = dataclasses.field(default_factory=NumbersConfig)
     agi: AgiConfig = dataclasses.field(default_factory=AgiConfig)
-    spool: SpoolConfig = dataclasses.field(default_factory=SpoolConfig)
+    outbox: OutboxConfig = dataclasses.field(default_factory=OutboxConfig)
     status: StatusConfig = dataclasses.field(default_factory=StatusConfig)
     web: WebConfig = dataclasses.field(default_factory=WebConfig)
     # Set by the loader, not keys of the file.
@@ -533,6 +586,7 @@ _RETIRED: Final = {
 }
 _RETIRED_SECTIONS: Final = {
     "metrics": "moved: /metrics is served by the web listener; set [web] listen instead",
+    "spool": "renamed to [outbox]; rename the section",
 }
 
 
@@ -631,11 +685,12 @@ def _describe(err: ErrorDetails) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------- loading
 
 
-def default_config_path() -> str:
-    return os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+def default_config_path(layout: Layout | None = None) -> str:
+    """$CTI_BRIDGE_CONFIG, else the layout's config file (the plain unit's by default)."""
+    return os.environ.get(CONFIG_ENV) or (layout or Layout()).config
 
 
-def _read_secret_file(cfg_path: Path, section: str, key: str, value: object) -> str:
+def _read_secret_file(cfg_path: Path, section: str, key: str, value: object, layout: Layout) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{cfg_path}: [{section}] {key}: expected a file name")
     p = Path(value)
@@ -645,7 +700,7 @@ def _read_secret_file(cfg_path: Path, section: str, key: str, value: object) -> 
         if cred_dir and (Path(cred_dir) / p).exists():
             p = Path(cred_dir) / p
         else:
-            p = cfg_path.parent / p
+            p = cfg_path.parent / layout.credential_source(value)
     try:
         content = p.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -657,9 +712,15 @@ def _read_secret_file(cfg_path: Path, section: str, key: str, value: object) -> 
     return content
 
 
-def load_config(path: str | os.PathLike[str] | None = None, *, strict: bool = False) -> Config:
-    """Read, validate and return the configuration; raise ConfigError with one clear line."""
-    cfg_path = Path(path if path is not None else default_config_path())
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    strict: bool = False,
+    layout: Layout | None = None,
+) -> Config:
+    """Read, validate and return the configuration; raise ConfigError with one clear line.
+    ``layout`` supplies the file's default path and the paths the file leaves out."""
+    cfg_path = Path(path if path is not None else default_config_path(layout))
     try:
         raw_bytes = cfg_path.read_bytes()
     except FileNotFoundError:
@@ -672,7 +733,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, strict: bool = Fa
         raise ConfigError(f"{cfg_path}: config file is not UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{cfg_path}: invalid TOML: {exc}") from None
-    return parse_config(data, cfg_path, strict=strict, file_mode=_mode(cfg_path))
+    return parse_config(data, cfg_path, strict=strict, file_mode=_mode(cfg_path), layout=layout)
 
 
 def _mode(p: Path) -> int | None:
@@ -687,7 +748,7 @@ class _FileLayer:
     retired keys, and whether a secret is written inline (for the "readable by others" check).
     """
 
-    def __init__(self, data: Mapping[str, Any], cfg_path: Path) -> None:
+    def __init__(self, data: Mapping[str, Any], cfg_path: Path, layout: Layout) -> None:
         self.cfg_path = cfg_path
         self.tables: dict[str, dict[str, Any]] = {}
         self.from_file: dict[tuple[str, str], str] = {}  # (section, key) -> its *_file key
@@ -706,6 +767,8 @@ class _FileLayer:
                 if (section, key) in _RETIRED:
                     self.fail(f"[{section}] {key}: {_RETIRED[section, key]}")
             self.tables[section] = dict(body)
+        for (section, key), value in layout.defaults.items():
+            self.tables.setdefault(section, {}).setdefault(key, value)
         for section, key, file_key in _SECRET_FILES:
             body = self.tables.get(section, {})
             if file_key not in body:
@@ -713,7 +776,8 @@ class _FileLayer:
             elif key in body:
                 self.fail(f"[{section}] {key}: give either {key} or {file_key}")
             else:
-                body[key] = _read_secret_file(cfg_path, section, file_key, body.pop(file_key))
+                value = body.pop(file_key)
+                body[key] = _read_secret_file(cfg_path, section, file_key, value, layout)
                 self.from_file[section, key] = file_key
 
     def fail(self, message: str) -> NoReturn:
@@ -747,9 +811,10 @@ def parse_config(
     *,
     strict: bool = False,
     file_mode: int | None = None,
+    layout: Layout | None = None,
 ) -> Config:
     """Validate parsed TOML; ``file_mode`` is the file's permission bits, for the warning."""
-    layer = _FileLayer(data, Path(cfg_path))
+    layer = _FileLayer(data, Path(cfg_path), layout or Layout())
     cfg = layer.validate()
     warnings: list[str] = []
     if layer.inline and file_mode is not None and file_mode & 0o004:

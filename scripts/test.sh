@@ -23,4 +23,14 @@ fi
 
 .venv/bin/ruff check cti_bridge tests bench
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# Three workers: most e2e time is spent waiting on ringing phones, not on the two cores. The
+# systemd tests share one booted tree (one machine-wide resource), so they run after, alone.
+# Arguments naming test paths run just those, in one pytest run.
+SYSTEMD_TESTS=tests/e2e/test_systemd.py
+for arg in "$@"; do
+    if [ -e "${arg%%::*}" ]; then
+        exec .venv/bin/python -m pytest -n "${CTI_TEST_WORKERS:-3}" "$@"
+    fi
+done
+.venv/bin/python -m pytest -n "${CTI_TEST_WORKERS:-3}" --ignore "$SYSTEMD_TESTS" "$@"
+exec .venv/bin/python -m pytest -p no:xdist "$@" "$SYSTEMD_TESTS"

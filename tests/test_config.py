@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from cti_bridge.config import (
     AgiConfig,
     Config,
     ConfigError,
+    Layout,
     NumbersConfig,
+    OutboxConfig,
     Secret,
-    SpoolConfig,
+    StatusConfig,
     WebConfig,
     ZammadConfig,
     config_json_schema,
@@ -255,8 +258,8 @@ def test_code_gets_the_same_checks() -> None:
     cfg = ZammadConfig(url=Secret("http://127.0.0.1:1/api/v1/cti/tok"), timeout=1.0)
     assert cfg.timeout == 1.0 and cfg.url.get().endswith("/tok")
     assert ZammadConfig(url=Secret("http://x/a"), timeout=1).timeout == 1.0
-    full = Config(zammad=cfg, spool=SpoolConfig(path="/tmp/x.sqlite3"), users={"101": "A"})
-    assert full.users == {"101": "A"} and full.spool.path == "/tmp/x.sqlite3"
+    full = Config(zammad=cfg, outbox=OutboxConfig(path="/tmp/x.sqlite3"), users={"101": "A"})
+    assert full.users == {"101": "A"} and full.outbox.path == "/tmp/x.sqlite3"
     assert WebConfig().listen == "" and NumbersConfig().region is None
     for bad in (math.nan, math.inf, -1.0, 0, True, "2x", 61):
         with pytest.raises(ValidationError):
@@ -474,3 +477,75 @@ def test_schema_and_loader_agree(tmp_path: Path) -> None:
     with pytest.raises(AssertionError):
         assert_fits(schema, {"ami": {"bogus": 1}})
     assert set(schema["$defs"]["AmiConfig"]["required"]) == {"username"}
+
+
+# ----------------------------------------------------------------------------- renamed sections
+
+
+def test_the_spool_section_names_its_new_name(tmp_path: Path) -> None:
+    text = GOOD + '\n[spool]\npath = "/tmp/x.sqlite3"\n'
+    message = refused(tmp_path, text)
+    assert message == f"{tmp_path / 'cti-bridge.toml'}: [spool] path: renamed to [outbox]; " + (
+        "rename the section"
+    )
+    for command in ("run", "check"):
+        res = cli(command, "--config", str(write(tmp_path, text)))
+        assert res.returncode == 2, command
+        assert res.stderr.strip().splitlines() == [f"cti-bridge: {message}"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout: the template unit's instances
+
+
+def test_an_instance_puts_unset_paths_into_its_own_directories(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    plain = load_config(path)
+    pbx1 = load_config(path, layout=Layout.of("pbx1"))
+    assert (plain.outbox.path, plain.status.socket) == (OutboxConfig().path, StatusConfig().socket)
+    assert pbx1.outbox.path == "/var/lib/cti-bridge/pbx1/outbox.sqlite3"
+    assert pbx1.status.socket == "/run/cti-bridge/pbx1/status.sock"
+    assert Layout.of("pbx1").config == "/etc/cti-bridge/pbx1.toml"
+    assert Layout.of(None) == Layout.of("") == Layout()
+    # What the file sets wins over the instance's defaults.
+    text = good_with("status", f'socket = "{tmp_path}/s.sock"')
+    set_in_file = load_config(write(tmp_path, text), layout=Layout.of("pbx1"))
+    assert set_in_file.status.socket == f"{tmp_path}/s.sock"
+    assert set_in_file.outbox.path == pbx1.outbox.path
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "a/b", ".a", "-a", "a b", "ä", "x" * 65])
+def test_an_instance_name_must_stay_inside_its_directories(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"^instance .*: expected letters"):
+        Layout.of(name)
+
+
+@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", fullmatch=True))
+def test_every_valid_instance_name_gives_paths_below_its_directories(name: str) -> None:
+    layout = Layout.of(name)
+    paths = [layout.config, *layout.defaults.values()]
+    assert [os.path.normpath(p) for p in paths] == paths  # nothing for the kernel to resolve
+    assert [str(Path(p).parent) for p in paths] == [
+        "/etc/cti-bridge",
+        f"/var/lib/cti-bridge/{name}",
+        f"/run/cti-bridge/{name}",
+    ]
+
+
+def test_an_instance_reads_its_own_credential_files_outside_the_unit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside the config an instance's secrets are the files its unit loads
+    (NAME-ami-secret); inside the unit, $CREDENTIALS_DIRECTORY has them under the bare name."""
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    text = GOOD.replace('secret = "amisecret"', 'secret_file = "ami-secret"')
+    path = write(tmp_path, text)
+    (tmp_path / "ami-secret").write_text("the plain unit's\n")
+    (tmp_path / "pbx1-ami-secret").write_text("pbx1's\n")
+    assert load_config(path).ami.secret == Secret("the plain unit's")
+    assert load_config(path, layout=Layout.of("pbx1")).ami.secret == Secret("pbx1's")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "ami-secret").write_text("from systemd\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert load_config(path, layout=Layout.of("pbx1")).ami.secret == Secret("from systemd")

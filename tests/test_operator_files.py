@@ -41,6 +41,8 @@ from cti_bridge.config import (
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "cti-bridge.service"
+TEMPLATE = ROOT / "systemd" / "cti-bridge@.service"
+INSTANCE = "pbx1"
 EXAMPLE = ROOT / "conf" / "cti-bridge.toml"
 MANAGER = ROOT / "conf" / "asterisk" / "manager_cti.conf"
 DIALPLAN = ROOT / "conf" / "asterisk" / "extensions_cti.conf"
@@ -71,14 +73,59 @@ def _unit_entries(text: str) -> list[tuple[str, str, str]]:
     return entries
 
 
-def _unit_values(key: str) -> list[str]:
-    return [v for s, k, v in _unit_entries(UNIT.read_text()) if s == "Service" and k == key]
+def _unit_values(key: str, unit: Path = UNIT) -> list[str]:
+    return [v for s, k, v in _unit_entries(unit.read_text()) if s == "Service" and k == key]
 
 
-def _unit_value(key: str) -> str:
-    values = _unit_values(key)
-    assert len(values) == 1, f"{key}= expected once in the unit, found {values}"
+def _unit_value(key: str, unit: Path = UNIT) -> str:
+    values = _unit_values(key, unit)
+    assert len(values) == 1, f"{key}= expected once in {unit.name}, found {values}"
     return values[0]
+
+
+def _instance_value(key: str) -> str:
+    """A [Service] value of the template as instance INSTANCE has it (%i expanded)."""
+    return _unit_value(key, TEMPLATE).replace("%i", INSTANCE)
+
+
+# The [Service] keys where an instance differs from the plain unit: its own paths and user.
+PER_INSTANCE_KEYS = frozenset(
+    {"ExecStart", "User", "StateDirectory", "RuntimeDirectory", "LoadCredential", "Environment"}
+)
+
+
+def test_template_repeats_the_plain_units_settings() -> None:
+    """systemd has no include for [Service]: the template repeats the plain unit's settings
+    (hardening included), and this keeps the two in step."""
+
+    def shared(unit: Path) -> list[tuple[str, str, str]]:
+        return [e for e in _unit_entries(unit.read_text()) if e[1] not in PER_INSTANCE_KEYS]
+
+    template, plain = shared(TEMPLATE), shared(UNIT)
+    assert [e for e in template if e[0] != "Unit"] == [e for e in plain if e[0] != "Unit"]
+    assert _unit_values("Environment", TEMPLATE) == [
+        f"{config_mod.INSTANCE_ENV}=%i",
+        *_unit_values("Environment"),
+    ]
+
+
+def test_template_instance_agrees_with_its_layout() -> None:
+    """An instance's config, outbox and socket are where ``Layout.of(name)`` looks for them,
+    inside the directories systemd creates for that instance."""
+    layout = config_mod.Layout.of(INSTANCE)
+    exec_start = _instance_value("ExecStart").split()
+    assert exec_start[:2] == _unit_value("ExecStart").split()[:2]
+    assert exec_start[exec_start.index("--config") + 1] == layout.config
+    defaults = {key: PurePosixPath(v) for (_, key), v in layout.defaults.items()}
+    assert defaults["path"].parent == PurePosixPath("/var/lib") / _instance_value("StateDirectory")
+    assert defaults["path"].name == "outbox.sqlite3"
+    assert defaults["socket"].parent == PurePosixPath("/run") / _instance_value("RuntimeDirectory")
+    assert _instance_value("User") != _unit_value("User"), "each instance has a user of its own"
+    # The same credential names as the plain unit, from files named after the instance.
+    creds = dict(v.split(":", 1) for v in _unit_values("LoadCredential", TEMPLATE))
+    assert creds.keys() == dict(v.split(":", 1) for v in _unit_values("LoadCredential")).keys()
+    for name, source in creds.items():
+        assert source.replace("%i", INSTANCE) == f"/etc/cti-bridge/{INSTANCE}-{name}"
 
 
 def test_unit_agrees_with_config_defaults() -> None:
@@ -96,10 +143,10 @@ def test_unit_agrees_with_config_defaults() -> None:
         PurePosixPath(DEFAULT_CONFIG_PATH).parent
     )
 
-    # The default spool and status socket must lie in the directories systemd creates,
+    # The default outbox and status socket must lie in the directories systemd creates,
     # as nothing else is writable under ProtectSystem=strict.
-    spool = PurePosixPath(config_mod.SpoolConfig().path)
-    assert spool.parent == PurePosixPath("/var/lib") / _unit_value("StateDirectory")
+    outbox = PurePosixPath(config_mod.OutboxConfig().path)
+    assert outbox.parent == PurePosixPath("/var/lib") / _unit_value("StateDirectory")
     socket = PurePosixPath(config_mod.StatusConfig().socket)
     assert socket.parent == PurePosixPath("/run") / _unit_value("RuntimeDirectory")
 
@@ -116,15 +163,16 @@ def test_unit_credentials_match_example_config() -> None:
         assert PurePosixPath(creds[name]) == PurePosixPath(DEFAULT_CONFIG_PATH).parent / name
 
 
-@pytest.fixture
-def verifiable_unit(tmp_path: Path) -> Path:
-    """The unit with ExecStart pointing at an existing binary (verify checks that it exists)."""
+@pytest.fixture(params=["plain", "template"])
+def verifiable_unit(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """The unit with ExecStart pointing at an existing binary (verify checks that it exists);
+    for the template, the path of its instance INSTANCE (systemd finds the template beside)."""
+    source = UNIT if request.param == "plain" else TEMPLATE
     exe = Path(sys.executable).parent / "cti-bridge"
     target = str(exe) if exe.exists() else "/bin/true"
-    text = re.sub(r"^ExecStart=\S+", f"ExecStart={target}", UNIT.read_text(), flags=re.MULTILINE)
-    path = tmp_path / UNIT.name
-    path.write_text(text)
-    return path
+    text = re.sub(r"^ExecStart=\S+", f"ExecStart={target}", source.read_text(), flags=re.MULTILINE)
+    (tmp_path / source.name).write_text(text)
+    return tmp_path / source.name.replace("@.", f"@{INSTANCE}.")
 
 
 def _systemd_analyze() -> str:
@@ -213,8 +261,8 @@ secret_file = "ami-secret"
 url_file = "zammad-url"
 [agi]
 listen = "127.0.0.1:{agi_port}"
-[spool]
-path = "{tmp_path}/spool.sqlite3"
+[outbox]
+path = "{tmp_path}/outbox.sqlite3"
 [status]
 socket = "{tmp_path}/status.sock"
 [web]
@@ -340,7 +388,7 @@ def test_readme_commands_exist_with_their_options() -> None:
 
     rows = _readme_commands()
     assert {" ".join(sub) for sub, _ in rows} >= {
-        "run", "status", "check", "send", "replay", "spool list", "spool retry", "spool purge"
+        "run", "status", "check", "send", "replay", "outbox list", "outbox retry", "outbox purge"
     }  # fmt: skip
     runner = CliRunner()
     for sub, options in rows:

@@ -112,7 +112,7 @@ class Answers:
         ev = base_event(call, "answer")
         pbx = self._pbx
         if device.is_trunk:
-            number = pbx.numbers.external(device.dialled or device.cid_num)
+            number = pbx.numbers.external(device.dialled or device.callerid_num)
             if number:
                 ev["answeringNumber"] = number
         else:

@@ -152,7 +152,9 @@ class CallSetup:
             return
         pbx = self._pbx
         a = call.caller
-        call.from_ = pbx.numbers.caller(a.dialled or a.cid_num) if a.is_trunk else pbx.extension(a)
+        call.from_ = (
+            pbx.numbers.caller(a.dialled or a.callerid_num) if a.is_trunk else pbx.extension(a)
+        )
         if dest.is_trunk:
             call.direction = OUT
             call.to = pbx.numbers.external(dest.dialled)

@@ -64,8 +64,8 @@ class Channel:
         "born",
         "bridge",
         "call",
-        "cid_name",
-        "cid_num",
+        "callerid_name",
+        "callerid_num",
         "context",
         "dial_status",
         "dialled",
@@ -94,9 +94,9 @@ class Channel:
         self.is_trunk = False
         self.context = ""
         self.exten = ""
-        self.cid_num = ""
-        self.cid_name = ""
-        # The caller ID the channel was born with: the dialplan may rewrite cid_num later.
+        self.callerid_num = ""
+        self.callerid_name = ""
+        # The caller ID the channel was born with: the dialplan may rewrite callerid_num later.
         self.first_num = ""
         self.hidden = False
         self.parent: Channel | None = None  # who dialled it
@@ -130,7 +130,9 @@ class Call:
     newcall_state: NewCallState = NewCallState.NONE
     armed_at: float = 0.0
     fanout: bool = False  # the phones ring: a pending newCall can name them now
-    external: bool = False  # newCall posted by the FastAGI hook
+    # Its newCall was posted outside the AMI path: by the FastAGI hook, or by the run before a
+    # restart (a ghost restored from the outbox).
+    claimed: bool = False
     answered: bool = False
     answered_by: Channel | None = None
     answered_uids: set[str] = field(default_factory=set)
@@ -198,12 +200,12 @@ def update_caller_id(ch: Channel, ev: Event, prefix: str = "") -> None:
     """
     num = _known(ev.get(prefix + "CallerIDNum"))
     if num:
-        ch.cid_num = num
+        ch.callerid_num = num
         if not ch.first_num:
             ch.first_num = num
     name = _known(ev.get(prefix + "CallerIDName"))
     if name:
-        ch.cid_name = name
+        ch.callerid_name = name
     pres = ev.get("CID-CallingPres")
     if pres and not prefix:
         ch.hidden = presentation_restricted(pres)

@@ -72,7 +72,7 @@ class Resync:
 
     def _adopt_claim(self, call: Call, event: CtiEvent) -> None:
         """Take over what Zammad was told, so later events continue that row."""
-        call.external = True
+        call.claimed = True
         call.newcall_state = NewCallState.SENT
         self._gate.pending.pop(call.call_id, None)
         posted = str(event.get("direction", call.direction or Direction.IN))

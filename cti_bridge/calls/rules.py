@@ -128,23 +128,23 @@ class Pbx:
         caller id number, then the endpoint name.
         """
         users = self.rules.users
-        for candidate in (ch.first_num, ch.cid_num, ch.endpoint):
+        for candidate in (ch.first_num, ch.callerid_num, ch.endpoint):
             if candidate and candidate in users:
                 return candidate
-        return NumberPlan.digits(ch.cid_num) or ch.endpoint
+        return NumberPlan.digits(ch.callerid_num) or ch.endpoint
 
     def user_name(self, ch: Channel) -> str:
         """The Zammad user behind a phone: [users] by number or endpoint, else its caller name."""
         users = self.rules.users
-        for key in (ch.first_num, ch.cid_num, ch.endpoint):
+        for key in (ch.first_num, ch.callerid_num, ch.endpoint):
             if key and key in users:
                 return users[key]
-        return ch.cid_name
+        return ch.callerid_name
 
     def caller_number(self, ch: Channel) -> str:
         """``from`` of an inbound newCall: ``anonymous`` when withheld (zammad-cti.md#8)."""
         if ch.hidden:
             return ANONYMOUS
         if ch.is_trunk:
-            return self.numbers.caller(ch.cid_num)
+            return self.numbers.caller(ch.callerid_num)
         return self.extension(ch) or ANONYMOUS

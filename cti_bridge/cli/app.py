@@ -8,6 +8,7 @@ one and register themselves on :data:`app` when :mod:`cti_bridge.cli` is importe
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -16,8 +17,10 @@ import typer
 
 from cti_bridge import __version__
 from cti_bridge.config import (
+    INSTANCE_ENV,
     Config,
     ConfigError,
+    Layout,
     load_config,
 )
 
@@ -43,14 +46,37 @@ ConfigOpt = Annotated[
 ]
 
 
+InstanceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--instance",
+        help=(
+            "Instance NAME of the template unit cti-bridge@NAME: config /etc/cti-bridge/NAME.toml,"
+            " outbox and status socket in its directories [default: $CTI_BRIDGE_INSTANCE]."
+        ),
+        show_default=False,
+    ),
+]
+
+
+def layout_or_exit(instance: str | None = None) -> Layout:
+    """The layout of ``instance``, else of $CTI_BRIDGE_INSTANCE (which the template unit sets),
+    else the plain unit's."""
+    try:
+        return Layout.of(instance if instance is not None else os.environ.get(INSTANCE_ENV))
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+
+
 def fail(message: str, code: int) -> NoReturn:
     typer.echo(f"cti-bridge: {message}", err=True)
     raise typer.Exit(code)
 
 
-def load_or_exit(path: Path | None, *, strict: bool = False) -> Config:
+def load_or_exit(path: Path | None, *, strict: bool = False, instance: str | None = None) -> Config:
+    layout = layout_or_exit(instance)
     try:
-        cfg = load_config(path, strict=strict)
+        cfg = load_config(path, strict=strict, layout=layout)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     for warning in cfg.warnings:

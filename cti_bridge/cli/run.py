@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from cti_bridge.cli.app import ConfigOpt, app, load_or_exit, setup_logging
+from cti_bridge.cli.app import ConfigOpt, InstanceOpt, app, load_or_exit, setup_logging
 
 
 @app.command()
 def run(
     config: ConfigOpt = None,
+    instance: InstanceOpt = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning, error.")
     ] = "info",
@@ -29,7 +30,7 @@ def run(
     ] = False,
 ) -> None:
     """Run the daemon: watch AMI, post to Zammad, answer the FastAGI hook."""
-    cfg = load_or_exit(config, strict=strict)
+    cfg = load_or_exit(config, strict=strict, instance=instance)
     setup_logging(log_level)
     from cti_bridge.service.daemon import run_daemon
 

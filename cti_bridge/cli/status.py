@@ -13,13 +13,23 @@ from typing import Annotated
 
 import typer
 
-from cti_bridge.cli.app import EXIT_CONFIG, ConfigOpt, app, fail, load_or_exit, setup_logging
-from cti_bridge.config import StatusConfig, default_config_path
+from cti_bridge.cli.app import (
+    EXIT_CONFIG,
+    ConfigOpt,
+    InstanceOpt,
+    app,
+    fail,
+    layout_or_exit,
+    load_or_exit,
+    setup_logging,
+)
+from cti_bridge.config import Layout, default_config_path
 
 
 @app.command()
 def status(
     config: ConfigOpt = None,
+    instance: InstanceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     socket_path: Annotated[
         str | None, typer.Option("--socket", help="Status socket (overrides the config).")
@@ -28,7 +38,9 @@ def status(
     """Show what the running daemon is doing (exit 3 when no daemon answers)."""
     from cti_bridge.service.status import status_command
 
-    text, code = status_command(socket_path or _status_socket(config), as_json)
+    text, code = status_command(
+        socket_path or _status_socket(config, layout_or_exit(instance)), as_json
+    )
     if code == 0:
         typer.echo(text)
     else:
@@ -36,9 +48,10 @@ def status(
     raise typer.Exit(code)
 
 
-def _status_socket(path: Path | None) -> str:
-    """Only ``[status] socket`` is needed: members of the status group need not read secrets."""
-    cfg_path = Path(path if path is not None else default_config_path())
+def _status_socket(path: Path | None, layout: Layout) -> str:
+    """Only ``[status] socket`` is needed: members of the status group need not read secrets.
+    Without the key, the layout's socket (an instance's is in its own runtime directory)."""
+    cfg_path = Path(path if path is not None else default_config_path(layout))
     try:
         data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -46,16 +59,16 @@ def _status_socket(path: Path | None) -> str:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         fail(f"{cfg_path}: cannot read config file: {exc}", EXIT_CONFIG)
     section = data.get("status", {})
-    value = section.get("socket", StatusConfig().socket) if isinstance(section, dict) else None
+    value = section.get("socket", layout.status_socket) if isinstance(section, dict) else None
     if not isinstance(value, str) or not value:
         fail(f"{cfg_path}: [status] socket: expected a path", EXIT_CONFIG)
     return value
 
 
 @app.command()
-def check(config: ConfigOpt = None) -> None:
+def check(config: ConfigOpt = None, instance: InstanceOpt = None) -> None:
     """Check the config, the AMI login and permissions, and Zammad's endpoint and token."""
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, instance=instance)
     setup_logging("error")  # the result lines say what failed; no retry chatter
     from cti_bridge.service.checks import run_checks
 

@@ -762,8 +762,8 @@ report_internal = {"true" if report_internal else "false"}
 listen = "127.0.0.1:{agi_port}"
 timeout = 2.0
 
-[spool]
-path = {q(str(tmp / "spool.sqlite3"))}
+[outbox]
+path = {q(str(tmp / "outbox.sqlite3"))}
 
 [status]
 socket = {q(str(tmp / "status.sock"))}

@@ -1,6 +1,8 @@
 """A fake Zammad Generic CTI endpoint: a real HTTP server on 127.0.0.1 for tests, e2e and benches.
 
-It models what docs/zammad-cti.md §1, §4, §5 say Zammad does: the controller's check order and
+It models what Zammad does (docs/zammad-cti.md#1-endpoint-and-token,
+docs/zammad-cti.md#4-the-call-log-and-what-makes-a-call-missed,
+docs/zammad-cti.md#5-status-codes-and-error-bodies): the controller's check order and
 texts (disabled/not configured 422, wrong token 401, bad direction 422), the call log state
 machine (duplicate newCall -> 500 "This object already exists.", answer/hangup on an unknown
 callId -> 500 "Error ID ...", answer after hangup ignored, duplicate hangup flips done), blocked
@@ -394,10 +396,10 @@ class FakeZammad:
                 if direction == "in" and frm in self.blocked:
                     answer = {"action": "reject", "reason": "busy"}
                 if direction == "out" and to:
-                    cid_out = self._caller_id_for(to)
-                    if cid_out:
-                        answer = {"action": "dial", "caller_id": cid_out, "number": to}
-                        frm = cid_out
+                    caller_id = self._caller_id_for(to)
+                    if caller_id:
+                        answer = {"action": "dial", "caller_id": caller_id, "number": to}
+                        frm = caller_id
                 row = CallLog(cid, direction, frm, to, done=direction == "out")
                 if user_s is not None:
                     setattr(row, "to_comment" if direction == "in" else "from_comment", user_s)

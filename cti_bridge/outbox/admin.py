@@ -1,4 +1,4 @@
-"""``cti-bridge spool``: look at and act on the outbox, also while the daemon runs."""
+"""``cti-bridge outbox``: look at and act on the outbox, also while the daemon runs."""
 
 from __future__ import annotations
 

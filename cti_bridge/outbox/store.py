@@ -1,7 +1,7 @@
 """Durable outbox: every CTI event is committed here before its first delivery attempt.
 
 SQLite in WAL mode with ``synchronous=NORMAL``: a commit survives kill -9 of the daemon (only a
-power loss may drop the last few commits), and the ``cti-bridge spool`` CLI can read and edit the
+power loss may drop the last few commits), and the ``cti-bridge outbox`` CLI can read and edit the
 file from a second process while the daemon runs (busy timeout, short transactions).
 
 ``pending.id`` (AUTOINCREMENT, never reused) is the global order; a call's events are delivered in
@@ -89,7 +89,7 @@ def _row(r: tuple[int, str, str, float, int, str | None]) -> Row:
 
 
 class Outbox:
-    """One connection to the spool file; use from one thread (the daemon's event loop)."""
+    """One connection to the outbox file; use from one thread (the daemon's event loop)."""
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ Nothing polls. The tracker's time-driven work (releasing a held newCall, closing
 went silent) runs from one ``loop.call_at`` timer, armed at ``CallTracker.next_deadline()``
 after every change and not armed at all when no call is open; the sd_notify STATUS line is
 refreshed when something it shows changes. An idle daemon wakes only for the AMI keepalive
-ping, the systemd watchdog ping and delivery's spool look-up (``cti-bridge spool retry``).
+ping, the systemd watchdog ping and delivery's outbox look-up (``cti-bridge outbox retry``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from cti_bridge.config import Config
 from cti_bridge.events import CtiEvent
 from cti_bridge.numbers import NumberPlan
 from cti_bridge.outbox.store import Outbox
+from cti_bridge.outbox.upgrade import adopt_old_outbox
 from cti_bridge.service.dryrun import DryRunDelivery
 from cti_bridge.service.metrics import Metrics
 from cti_bridge.service.readiness import Readiness
@@ -57,7 +58,7 @@ class Daemon:
     """One running bridge: owns every component and their order of start and stop.
 
     ``dry_run``: nothing is posted and nothing queued; the outbox is a private in-memory one
-    (the spool file is not even opened) and :class:`DryRunDelivery` takes Delivery's place.
+    (the outbox file is not even opened) and :class:`DryRunDelivery` takes Delivery's place.
     """
 
     def __init__(self, cfg: Config, *, dry_run: bool = False) -> None:
@@ -66,7 +67,11 @@ class Daemon:
         self.started = time.time()
         self.tracker = CallTracker(CallRules.from_config(cfg), clock=time.monotonic)
         self.recent = RecentCalls()
-        self.outbox = Outbox(":memory:" if dry_run else cfg.spool.path, background_checkpoint=True)
+        if dry_run:  # a private in-memory outbox: the real file is not even opened
+            self.outbox = Outbox(":memory:", background_checkpoint=True)
+        else:
+            adopt_old_outbox(cfg.outbox.path)  # before opening: an empty file would strand the old
+            self.outbox = Outbox(cfg.outbox.path, background_checkpoint=True)
         self.client = ZammadClient(cfg.zammad)
         self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.web.listen else None
         self.web: WebServer | None = None
@@ -227,8 +232,8 @@ class Daemon:
                 "events_seen": self.tracker.events_seen,
                 "tracker_errors": self.tracker.errors,
             },
-            "spool": {
-                "path": "" if self.dry_run else self.cfg.spool.path,
+            "outbox": {
+                "path": "" if self.dry_run else self.cfg.outbox.path,
                 "pending": zammad.get("pending"),
                 "oldest_age_s": zammad.get("oldest_age_s"),
                 "dead": self.outbox.count_dead(),
@@ -240,7 +245,7 @@ class Daemon:
         }
 
     def health(self) -> dict[str, bool]:
-        """/healthz: logged in to AMI, and the spool took the last write (no write per probe)."""
+        """/healthz: logged in to AMI, and the outbox took the last write (no write per probe)."""
         return {"ami": self.ami.connected, "outbox": not self.staged.failing}
 
     def _status_line(self) -> str:
@@ -270,13 +275,13 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
         log.info(
-            "cti-bridge %s starting: AMI %s:%d, Zammad %s, AGI %s, spool %s",
+            "cti-bridge %s starting: AMI %s:%d, Zammad %s, AGI %s, outbox %s",
             __version__,
             self.cfg.ami.host,
             self.cfg.ami.port,
             self.cfg.zammad.display_url,
             self.cfg.agi.listen or "off",
-            "none (dry run: nothing is posted or queued)" if self.dry_run else self.cfg.spool.path,
+            "none (dry run: nothing is posted or queued)" if self.dry_run else self.cfg.outbox.path,
         )
         pending = self.outbox.count()
         if pending:

@@ -15,10 +15,10 @@ Snapshot keys read (missing keys just leave the series out)::
     zammad.state == "ok"            -> cti_bridge_zammad_up
     zammad.retries                  -> cti_bridge_post_retries_total
     ami.reconnects                  -> cti_bridge_ami_reconnects_total
-    spool.pending                   -> cti_bridge_outbox_depth
-    spool.oldest_age_s              -> cti_bridge_outbox_oldest_age_seconds
+    outbox.pending                  -> cti_bridge_outbox_depth
+    outbox.oldest_age_s             -> cti_bridge_outbox_oldest_age_seconds
     zammad.dead (Delivery, monotonic) -> cti_bridge_dead_letters_total
-    spool.dead (rows in the spool)  -> cti_bridge_dead_letters_stored
+    outbox.dead (rows in the outbox) -> cti_bridge_dead_letters_stored
     calls.active                    -> cti_bridge_active_calls
     agi.decisions.{action}          -> cti_bridge_agi_decisions_total{action}
     agi.timeouts / errors / dropped / refused -> cti_bridge_agi_{...}_total
@@ -85,10 +85,10 @@ _SERIES = (
     _counter("cti_bridge_ami_reconnects", "ami.reconnects", "AMI logins after the first"),
     _gauge("cti_bridge_zammad_up", "zammad.up", "1 while Zammad accepts events"),
     _counter("cti_bridge_post_retries", "zammad.retries", "POSTs to Zammad that will be retried"),
-    _gauge("cti_bridge_outbox_depth", "spool.pending zammad.pending", "Events waiting to post"),
+    _gauge("cti_bridge_outbox_depth", "outbox.pending zammad.pending", "Events waiting to post"),
     _gauge(
         "cti_bridge_outbox_oldest_age_seconds",
-        "spool.oldest_age_s zammad.oldest_age_s",
+        "outbox.oldest_age_s zammad.oldest_age_s",
         "Age of the oldest waiting event",
     ),
     _counter(
@@ -96,7 +96,7 @@ _SERIES = (
         "zammad.dead",
         "Events given up on since start (too old or refused by Zammad)",
     ),
-    _gauge("cti_bridge_dead_letters_stored", "spool.dead", "Dead letters kept in the spool"),
+    _gauge("cti_bridge_dead_letters_stored", "outbox.dead", "Dead letters kept in the outbox"),
     _gauge("cti_bridge_active_calls", "calls.active", "Calls in progress"),
     _counter("cti_bridge_agi_decisions", "agi.decisions", "FastAGI decisions applied", "action"),
     _counter("cti_bridge_agi_timeouts", "agi.timeouts", "AGI decisions that timed out"),

@@ -6,7 +6,8 @@ this: a delivered event leaves ``pending`` at its ack, and nothing keeps it afte
 is a small view of its own, in memory, bounded to the newest ``size`` calls, and outside the
 call model (which stays pure).
 
-The columns are those of Zammad's caller log (docs/zammad-cti.md): direction, from, to, users,
+The columns are those of Zammad's caller log
+(docs/zammad-cti.md#4-the-call-log-and-what-makes-a-call-missed): direction, from, to, users,
 queue, state, cause, waiting and talking time; next to them Zammad's answer to the newCall
 (reject, or the caller ID it picked) and the delivery state of the call's events.
 """

@@ -1,10 +1,10 @@
-"""CTI events between the tracker and the outbox: committed in batches, held when the spool fails.
+"""CTI events between the tracker and the outbox: committed in batches, held when the outbox fails.
 
 The AMI callback stages what the tracker produced and one commit per AMI read writes it to the
 outbox (``loop.call_soon``: the same loop pass), since one transaction per event would make the
-spool the daemon's bottleneck under load. A crash in that window loses no more than the AMI
-bytes still unread in the socket would. When the spool cannot be written (locked by
-``cti-bridge spool`` beyond the busy timeout, disk full) the events stay here and are retried:
+outbox the daemon's bottleneck under load. A crash in that window loses no more than the AMI
+bytes still unread in the socket would. When the outbox cannot be written (locked by
+``cti-bridge outbox`` beyond the busy timeout, disk full) the events stay here and are retried:
 AMI will not send them again.
 """
 
@@ -19,8 +19,8 @@ from cti_bridge.events import CtiEvent
 
 log = logging.getLogger("cti_bridge")
 
-STAGE_RETRY = 1.0  # seconds between tries to write held events when the spool failed
-MAX_STAGED = 200_000  # CTI events held in memory while the spool cannot be written
+STAGE_RETRY = 1.0  # seconds between tries to write held events when the outbox failed
+MAX_STAGED = 200_000  # CTI events held in memory while the outbox cannot be written
 
 
 class StagedEvents:
@@ -42,7 +42,7 @@ class StagedEvents:
 
     @property
     def failing(self) -> bool:
-        """True while the last write to the spool failed (events are held in memory)."""
+        """True while the last write to the outbox failed (events are held in memory)."""
         return self._failing
 
     def __len__(self) -> int:
@@ -60,7 +60,7 @@ class StagedEvents:
         self.commit()
 
     def commit(self) -> None:
-        """Commit the staged events; if the spool cannot be written, keep them and retry."""
+        """Commit the staged events; if the outbox cannot be written, keep them and retry."""
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
@@ -74,17 +74,17 @@ class StagedEvents:
             return
         if self._failing:
             self._failing = False
-            log.warning("spool writable again: %d held CTI event(s) written", len(staged))
+            log.warning("outbox writable again: %d held CTI event(s) written", len(staged))
 
     def _hold(self, staged: list[CtiEvent], exc: BaseException) -> None:
         self._events[:0] = staged
         dropped = len(self._events) - self._limit
         if dropped > 0:
             del self._events[:dropped]
-            log.error("spool unwritable: %d oldest CTI event(s) dropped from memory", dropped)
+            log.error("outbox unwritable: %d oldest CTI event(s) dropped from memory", dropped)
         if not self._failing:
             log.error(
-                "cannot write %d CTI event(s) to the spool (%s); keeping them in memory, "
+                "cannot write %d CTI event(s) to the outbox (%s); keeping them in memory, "
                 "retrying every %.0f s",
                 len(self._events),
                 exc,
@@ -95,12 +95,12 @@ class StagedEvents:
         self._retry = loop.call_later(self._retry_after, self.commit)
 
     def close(self, last: list[CtiEvent]) -> None:
-        """Last commit at shutdown, ``last`` behind the rest; what the spool refuses is lost."""
+        """Last commit at shutdown, ``last`` behind the rest; what the outbox refuses is lost."""
         self.dispatch(last)
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
-            log.error("spool unwritable at exit: %d CTI event(s) lost", len(self._events))
+            log.error("outbox unwritable at exit: %d CTI event(s) lost", len(self._events))
 
     def clear(self) -> None:
         self._events.clear()

@@ -236,14 +236,14 @@ def _zammad_line(zammad: Mapping[str, Any]) -> str:
     return text
 
 
-def _spool_line(spool: Mapping[str, Any]) -> str:
-    if not spool:
+def _outbox_line(outbox: Mapping[str, Any]) -> str:
+    if not outbox:
         return UNKNOWN
-    text = f"{_count(spool.get('pending'))} pending"
-    if spool.get("pending") and spool.get("oldest_age_s") is not None:
-        text += f" (oldest {format_age(spool.get('oldest_age_s'))})"
-    if spool.get("dead"):
-        text += f", {_count(spool.get('dead'))} dead"
+    text = f"{_count(outbox.get('pending'))} pending"
+    if outbox.get("pending") and outbox.get("oldest_age_s") is not None:
+        text += f" (oldest {format_age(outbox.get('oldest_age_s'))})"
+    if outbox.get("dead"):
+        text += f", {_count(outbox.get('dead'))} dead"
     return text
 
 
@@ -284,8 +284,8 @@ def format_status(doc: Mapping[str, Any]) -> str:
         ("AMI", _ami_line(_section(doc, "ami"))),
         ("Zammad", _zammad_line(_section(doc, "zammad"))),
         ("Calls", f"{_count(_section(doc, 'calls').get('active'))} active"),
-        # Delivery.status() carries the outbox figures under "zammad" when there is no "spool".
-        ("Spool", _spool_line(_section(doc, "spool") or _outbox_of(_section(doc, "zammad")))),
+        # Delivery.status() carries the outbox figures under "zammad" when there is no "outbox".
+        ("Outbox", _outbox_line(_section(doc, "outbox") or _outbox_of(_section(doc, "zammad")))),
     ]
     if "agi" in doc:
         rows.append(("AGI", _agi_line(_section(doc, "agi"))))

@@ -50,7 +50,7 @@ class AckBatch:
                 # Kept for the next flush; lost only if the daemon stops first, and then the
                 # events are posted again after the restart (at least once).
                 self._ids[:0] = ids
-                log.error("cannot record %d delivered event(s) in the spool: %s", len(ids), exc)
+                log.error("cannot record %d delivered event(s) in the outbox: %s", len(ids), exc)
 
     def put_many(self, events: Sequence[CtiEvent]) -> list[int]:
         """Commit ``events`` to the outbox, and the acks due, in one transaction."""

@@ -18,7 +18,7 @@ An optional ``journal`` (the caller log of :mod:`cti_bridge.service.recent`) hea
 commit and of every event leaving the queue (delivered with Zammad's answer, or dead).
 
 On ``start()`` the whole outbox (events of a previous run, kill -9 included) is queued again. A
-housekeeping task picks up rows another process put back (``cti-bridge spool retry``) and
+housekeeping task picks up rows another process put back (``cti-bridge outbox retry``) and
 dead-letters over-age events while Zammad is unreachable. The WAL checkpoint task sleeps until
 something was written: an idle daemon does not wake for it.
 """

@@ -6,7 +6,7 @@ lane, and only its head is ever sent; a call is in the ready queue at most once,
 never send for the same call at the same time, while different calls go out concurrently.
 
 Memory holds at most ``max_in_memory`` rows; the rest stays in SQLite and is paged in by id, so
-per-call order holds across the page boundary. Rows another process put back (``cti-bridge spool
+per-call order holds across the page boundary. Rows another process put back (``cti-bridge outbox
 retry``) are found the same way.
 """
 
@@ -190,7 +190,7 @@ class Lanes:
             self._dead_calls.popitem(last=False)
 
     def revive(self, cid: str) -> None:
-        """A newCall of ``cid`` is being sent again (``spool retry``)."""
+        """A newCall of ``cid`` is being sent again (``outbox retry``)."""
         self._dead_calls.pop(cid, None)
 
     # -- stop ---------------------------------------------------------------------------------

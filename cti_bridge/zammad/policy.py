@@ -121,7 +121,7 @@ def after_post(error: ZammadError | None, event: Event, limits: Limits) -> Verdi
 
 
 def dead_reason(error: ZammadError | None, event: Event, limits: Limits) -> str:
-    """The reason recorded with a DEAD verdict (the spool's dead-letter table, the ERROR log)."""
+    """The reason recorded with a DEAD verdict (the outbox's dead-letter table, the ERROR log)."""
     if error is None:
         if expired(event, limits):
             return f"older than max_age ({limits.max_age:.0f} s)"

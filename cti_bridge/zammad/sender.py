@@ -181,8 +181,8 @@ class Sender:
             self._observe(r.name, "dead", 0.0)
         self.stats.dead += len(ids)
         log.error(
-            "DEAD-LETTERED %d event(s) of call %r (%s): %s. They are kept in the spool; "
-            "see `cti-bridge spool list --dead`, retry with `cti-bridge spool retry`",
+            "DEAD-LETTERED %d event(s) of call %r (%s): %s. They are kept in the outbox; "
+            "see `cti-bridge outbox list --dead`, retry with `cti-bridge outbox retry`",
             len(ids),
             cid,
             ", ".join(r.name for r in gone) or row.name,

@@ -34,13 +34,13 @@ def test_command_tree_is_what_operators_use() -> None:
     group = typer.main.get_command(app)
     assert isinstance(group, TyperGroup)
     assert _tree(group, typer.Context(group)) == {
-        "run": ["--config", "--dry-run", "--log-level", "--strict", "-c"],
+        "run": ["--config", "--dry-run", "--instance", "--log-level", "--strict", "-c"],
         "demo": ["--asterisk", "--once"],
-        "status": ["--config", "--json", "--socket", "-c"],
-        "check": ["--config", "-c"],
+        "status": ["--config", "--instance", "--json", "--socket", "-c"],
+        "check": ["--config", "--instance", "-c"],
         "send": ["--config", "-c", "event", "fields"],
         "replay": ["--config", "-c", "traces"],
-        "spool": {
+        "outbox": {
             "list": ["--config", "--dead", "--limit", "-c"],
             "retry": ["--config", "-c"],
             "purge": ["--config", "--dead-only", "--yes", "-c", "-y"],

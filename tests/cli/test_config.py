@@ -11,4 +11,4 @@ def test_schema_is_json_with_every_section() -> None:
     res = cli("config", "schema")
     assert res.returncode == 0, res.stderr
     schema = json.loads(res.stdout)
-    assert {"ami", "zammad", "agi", "spool", "status"} <= set(schema["properties"])
+    assert {"ami", "zammad", "agi", "outbox", "status"} <= set(schema["properties"])

@@ -46,3 +46,31 @@ def test_status_reads_only_the_socket_from_the_config(tmp_path: Path) -> None:
     cfg.write_text("[status]\nsocket = 5\n")
     res = cli("status", "--config", str(cfg))
     assert res.returncode == 2 and "[status] socket" in res.stderr
+
+
+def test_status_of_an_instance_asks_its_socket(tmp_path: Path) -> None:
+    """--instance (or the unit's $CTI_BRIDGE_INSTANCE) picks the instance's runtime directory
+    when the config names no socket, and its config file when none is given."""
+    cfg = tmp_path / "pbx1.toml"
+    cfg.write_text('[ami]\nusername = "x"\n')  # no [status] socket, as the shipped config
+    by_option = cli("status", "--instance", "pbx1", "--config", str(cfg))
+    by_env = cli("status", "--config", str(cfg), env={"CTI_BRIDGE_INSTANCE": "pbx1"})
+    for res in (by_option, by_env):
+        assert res.returncode == 3, res.stderr
+        assert "/run/cti-bridge/pbx1/status.sock" in res.stderr, res.stderr
+    plain = cli("status", "--config", str(cfg))
+    assert plain.returncode == 3 and "/run/cti-bridge/status.sock" in plain.stderr
+    # The config file's socket still wins; without --config the instance's file is read.
+    cfg.write_text(f'[status]\nsocket = "{tmp_path / "s.sock"}"\n')
+    res = cli("status", "--instance", "pbx1", "--config", str(cfg))
+    assert res.returncode == 3 and str(tmp_path / "s.sock") in res.stderr
+    res = cli("check", "--instance", "no-such-pbx")
+    assert res.returncode == 2
+    assert res.stderr.startswith("cti-bridge: /etc/cti-bridge/no-such-pbx.toml: "), res.stderr
+
+
+def test_instance_name_that_could_leave_its_directories_is_refused() -> None:
+    for name in ("../etc", "a/b", ".hidden"):
+        res = cli("status", "--instance", name)
+        assert res.returncode == 2, res
+        assert res.stderr.count("\n") == 1 and "instance" in res.stderr, res.stderr

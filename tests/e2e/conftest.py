@@ -176,7 +176,7 @@ def start_daemon(
 ) -> Iterator[DaemonFactory]:
     """``start_daemon(zammad, ami_port=None, users=None, wait=True, ami_secret=None,
     zammad_url=None, report_internal=False, dry_run=False)`` -> a running daemon, config and
-    spool in a directory of its own.
+    outbox in a directory of its own.
 
     ``ami_port`` lets a test put a TcpProxy between the daemon and the pbx's AMI.
     """

@@ -22,7 +22,7 @@ def test_status_json_follows_a_call(clean_lab: Lab, daemon: Daemon, zammad: Fake
     assert doc["ami"]["connected"] is True
     assert doc["zammad"]["state"] == "ok"
     assert doc["calls"]["active"] == 0
-    assert doc["spool"]["pending"] == 0
+    assert doc["outbox"]["pending"] == 0
     assert doc["uptime_s"] >= 0
     assert "agi" in doc
     for secret in (clean_lab.ami_secret, zammad.token):
@@ -36,7 +36,7 @@ def test_status_json_follows_a_call(clean_lab: Lab, daemon: Daemon, zammad: Fake
     clean_lab.originate_response(h)
     calls = wait_hangups(zammad, 1)
     assert len(calls) == 1
-    daemon.wait_status(lambda d: d["calls"]["active"] == 0 and d["spool"]["pending"] == 0)
+    daemon.wait_status(lambda d: d["calls"]["active"] == 0 and d["outbox"]["pending"] == 0)
 
 
 def test_status_exit_3_without_daemon(clean_lab: Lab, tmp_path: Path, zammad: FakeZammad):
@@ -119,14 +119,14 @@ def test_daemon_down_calls_go_on_then_tracked_after_start(
 def test_wrong_token_keeps_events_until_config_fixed(
     clean_lab: Lab, start_daemon, zammad: FakeZammad
 ):
-    """Zammad refuses the token: status says so, events stay in the spool; after the operator
+    """Zammad refuses the token: status says so, events stay in the outbox; after the operator
     fixes the URL and restarts the daemon, they are delivered."""
     daemon = start_daemon(zammad, zammad_url=zammad.url("wrong-token-456"))
     clean_lab.set_mode("alice", "answer")
     h = clean_lab.call("4930555300", "491710000091", talk=1)
     assert clean_lab.originate_response(h)["Response"] == "Success"
     clean_lab.wait_idle()
-    doc = daemon.wait_status(lambda d: d["spool"]["pending"] == 3 and d["calls"]["active"] == 0)
+    doc = daemon.wait_status(lambda d: d["outbox"]["pending"] == 3 and d["calls"]["active"] == 0)
     assert doc["zammad"]["state"] == "rejected", doc
     rc, _, out = daemon.status()
     assert rc == 0 and "wrong-token-456" not in out, out

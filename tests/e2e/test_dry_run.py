@@ -49,7 +49,7 @@ def test_dry_run_posts_nothing_and_shows_the_calls(
     ]
     assert {c["delivery"] for c in doc["recent_calls"]} == {"dry run"}
     assert doc["dry_run"] is True and doc["zammad"]["would_post"] >= 5
-    assert doc["spool"]["pending"] == 0
+    assert doc["outbox"]["pending"] == 0
     text = subprocess.run(
         [*daemon_command(), "status", "--config", str(daemon.config)],
         capture_output=True,
@@ -58,4 +58,4 @@ def test_dry_run_posts_nothing_and_shows_the_calls(
     ).stdout
     assert "dry run: nothing posted" in text and f"in {BLOCKED} -> {GROUP}" in text, text
     daemon.stop()
-    assert not (Path(daemon.config).parent / "spool.sqlite3").exists()
+    assert not (Path(daemon.config).parent / "outbox.sqlite3").exists()

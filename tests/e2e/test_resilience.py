@@ -51,7 +51,7 @@ def test_zammad_down_during_calls_then_back(clean_lab: Lab, daemon: Daemon, zamm
     assert clean_lab.originate_response(h2)["Response"] == "Failure"
     assert [a["Target"] for a in clean_lab.arrivals(h2.mark)] == ["491719990021"]
     clean_lab.wait_idle()
-    doc = daemon.wait_status(lambda d: d["spool"]["pending"] == 5 and d["calls"]["active"] == 0)
+    doc = daemon.wait_status(lambda d: d["outbox"]["pending"] == 5 and d["calls"]["active"] == 0)
     assert doc["zammad"]["state"] == "down", doc
     assert zammad.stored_count() == 0
 
@@ -65,7 +65,7 @@ def test_zammad_down_during_calls_then_back(clean_lab: Lab, daemon: Daemon, zamm
             [new_call("101", "491719990021", "out"), hangup("out", "busy")],
         ],
     )
-    doc = daemon.wait_status(lambda d: d["spool"]["pending"] == 0)
+    doc = daemon.wait_status(lambda d: d["outbox"]["pending"] == 0)
     assert doc["zammad"]["state"] == "ok", doc
 
 
@@ -74,15 +74,15 @@ def test_daemon_killed_during_outage_loses_nothing(
 ):
     zammad.down()
     clean_lab.set_mode("alice", "answer", talk=60)
-    # Call A ends while Zammad is down: its three events wait in the spool.
+    # Call A ends while Zammad is down: its three events wait in the outbox.
     ha = clean_lab.call(ALICE_DID, "491710000031", talk=1)
     assert clean_lab.originate_response(ha)["Response"] == "Success"
     clean_lab.wait_idle()
-    daemon.wait_status(lambda d: d["spool"]["pending"] == 3)
+    daemon.wait_status(lambda d: d["outbox"]["pending"] == 3)
     # Call B is answered and still up when the daemon is killed.
     hb = clean_lab.call(ALICE_DID, "491710000032", talk=60)
     assert clean_lab.originate_response(hb)["Response"] == "Success"
-    daemon.wait_status(lambda d: d["spool"]["pending"] == 5)
+    daemon.wait_status(lambda d: d["outbox"]["pending"] == 5)
     daemon.kill()
     daemon.start()
     daemon.wait_ready()
@@ -151,12 +151,12 @@ def test_slow_zammad_fails_open_and_late_reject_is_not_applied(
 
 def test_call_ends_while_daemon_is_down(clean_lab: Lab, daemon: Daemon, zammad: FakeZammad):
     """The daemon is killed during an answered call that ends before it is back: the call's
-    hangup is still posted after the restart (the spool holds an open call the PBX no longer
+    hangup is still posted after the restart (the outbox holds an open call the PBX no longer
     has)."""
     answered_call_up(clean_lab, zammad, "491710000033")
-    # Kill only once the answer is acknowledged in the spool: a kill between Zammad storing it
+    # Kill only once the answer is acknowledged in the outbox: a kill between Zammad storing it
     # and the daemon's ack re-sends it (at-least-once; tested elsewhere).
-    daemon.wait_status(lambda d: d["spool"]["pending"] == 0)
+    daemon.wait_status(lambda d: d["outbox"]["pending"] == 0)
     daemon.kill()
     clean_lab.hangup_all()
     clean_lab.wait_idle()

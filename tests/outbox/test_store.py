@@ -143,7 +143,7 @@ class OutboxCrashes(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.TemporaryDirectory()
-        self.path = Path(self.dir.name) / "spool" / "o.sqlite3"
+        self.path = Path(self.dir.name) / "outbox" / "o.sqlite3"
         self.ob = Outbox(self.path)
         self.abandoned: list[Outbox] = []
         self.puts: dict[str, list[int]] = {}  # call -> seq numbers committed, in order
@@ -287,7 +287,7 @@ def test_background_checkpoint(tmp_path: Path) -> None:
 
 def test_open_calls_follow_the_events_put(tmp_path: Path) -> None:
     """newCall opens, answer marks answered, hangup closes: in the same transaction."""
-    path = tmp_path / "spool.sqlite3"
+    path = tmp_path / "outbox.sqlite3"
     box = Outbox(path)
     base = {"direction": "in", "from": "1", "to": "2"}
     box.put_many(

@@ -46,7 +46,7 @@ def make_config(tmp: Path, ami: FakeAmi, zammad_url: str, **over: Any) -> dict[s
         "pbx": {"trunk_endpoints": ["carrier"]},
         "users": {"101": "Alice Agent"},
         "agi": {"listen": "127.0.0.1:0", "timeout": 1.5},
-        "spool": {"path": str(tmp / "spool.sqlite3")},
+        "outbox": {"path": str(tmp / "outbox.sqlite3")},
         "status": {"socket": str(tmp / "status.sock")},
     }
     for section, values in over.items():
@@ -195,7 +195,7 @@ async def test_without_the_agi_hook_a_rejected_caller_is_hung_up_over_ami(
                 assert len(ami.hangups) == 1
 
 
-async def test_an_unwritable_spool_holds_events_until_it_recovers(
+async def test_an_unwritable_outbox_holds_events_until_it_recovers(
     tmp_path: Path, corpus_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     events = lab(corpus_dir, "pjsip_in_group_answered")
@@ -222,7 +222,7 @@ async def test_an_unwritable_spool_holds_events_until_it_recovers(
                     names = [c["event"] for c in ctis]
                     await until(lambda c=call_id, n=names: zammad.stored(c) == n)
                 assert failures == 0
-    assert "cannot write" in caplog.text and "spool writable again" in caplog.text
+    assert "cannot write" in caplog.text and "outbox writable again" in caplog.text
 
 
 async def test_agi_rejects_a_blocked_caller_before_anything_rings(
@@ -328,7 +328,7 @@ async def test_status_socket_tells_the_truth(tmp_path: Path) -> None:
                 assert doc["zammad"]["state"] == "ok"
                 assert doc["zammad"]["url"].endswith("/api/v1/cti/***")
                 assert doc["calls"]["active"] == 0
-                assert doc["spool"]["pending"] == 0
+                assert doc["outbox"]["pending"] == 0
                 assert doc["uptime_s"] >= 0
                 ami.accept_logins = False
                 ami.disconnect_all()
@@ -427,7 +427,7 @@ async def test_process_sigterm_keeps_undelivered_events_and_notifies_systemd(
                 if proc.returncode is None:
                     proc.kill()
                     await proc.wait()
-            box = Outbox(tmp_path / "spool.sqlite3")
+            box = Outbox(tmp_path / "outbox.sqlite3")
             assert [r.name for r in box.pending()] == ["newCall", "answer", "hangup"]
             box.close()
             # Next start with Zammad back: the backlog drains, in order, once.

@@ -21,7 +21,7 @@ SNAPSHOT: dict[str, Any] = {
         "dead": 1,
     },
     "calls": {"active": 3},
-    "spool": {"pending": 7, "oldest_age_s": 12.5, "dead": 4},
+    "outbox": {"pending": 7, "oldest_age_s": 12.5, "dead": 4},
     "agi": {
         "decisions": {"reject": 1, "dial": 3, "none": 8},
         "timeouts": 2,
@@ -69,20 +69,20 @@ def test_values_follow_the_snapshot_and_missing_keys_are_left_out() -> None:
     assert got[("cti_bridge_zammad_up", ())] == 0
     assert not any(name == "cti_bridge_active_calls" for name, _ in got)
     doc["calls"] = {"active": 9}
-    doc["spool"] = {"pending": "garbage"}
+    doc["outbox"] = {"pending": "garbage"}
     got = samples(metrics.render())
     assert got[("cti_bridge_active_calls", ())] == 9
     assert not any(name == "cti_bridge_outbox_depth" for name, _ in got)
 
 
 def test_delivery_status_keys_under_zammad() -> None:
-    # Delivery.status() reports the outbox under "zammad"; the spool section wins when present.
+    # Delivery.status() reports the outbox under "zammad"; the outbox section wins when present.
     doc = {"zammad": {"state": "down", "pending": 4, "oldest_age_s": 30.0, "dead": 6}}
     got = samples(Metrics(lambda: doc).render())
     assert got[("cti_bridge_outbox_depth", ())] == 4
     assert got[("cti_bridge_outbox_oldest_age_seconds", ())] == 30
     assert got[("cti_bridge_dead_letters_total", ())] == 6
-    doc["spool"] = {"pending": 1}
+    doc["outbox"] = {"pending": 1}
     assert samples(Metrics(lambda: doc).render())[("cti_bridge_outbox_depth", ())] == 1
 
 

@@ -39,7 +39,7 @@ FULL: dict[str, Any] = {
         "last_error": None,
     },
     "calls": {"active": 3},
-    "spool": {"pending": 0, "oldest_age_s": None, "dead": 0},
+    "outbox": {"pending": 0, "oldest_age_s": None, "dead": 0},
     "agi": {
         "listen": "127.0.0.1:4573",
         "requests": 12,
@@ -195,7 +195,7 @@ def test_format_full() -> None:
         "AMI      connected since 2026-11-25 14:00:03 (last event 0.4 s ago)",
         "Zammad   ok (https://zammad.example/api/v1/cti/***)",
         "Calls    3 active",
-        "Spool    0 pending",
+        "Outbox   0 pending",
         "AGI      127.0.0.1:4573, 12 requests (reject 1, dial 3, none 8)",
         "Uptime   2 h 13 min",
         "Version  0.1.0",
@@ -207,7 +207,7 @@ def test_format_sparse_and_degraded() -> None:
         "AMI      ?",
         "Zammad   ?",
         "Calls    ? active",
-        "Spool    ?",
+        "Outbox   ?",
         "Uptime   ?",
     ]
     doc = {
@@ -218,7 +218,7 @@ def test_format_sparse_and_degraded() -> None:
             "url": "https://zammad.example/api/v1/cti/s3cr3t",
             "last_error": "ConnectError for https://zammad.example/api/v1/cti/s3cr3t",
         },
-        "spool": {"pending": 42, "oldest_age_s": 3700, "dead": 2},
+        "outbox": {"pending": 42, "oldest_age_s": 3700, "dead": 2},
         "agi": {"listen": "127.0.0.1:4573", "requests": 5, "timeouts": 2, "decisions": None},
         "calls": "garbage",
         "uptime_s": 59,
@@ -231,7 +231,7 @@ def test_format_sparse_and_degraded() -> None:
         "Zammad   down (https://zammad.example/api/v1/cti/***): ConnectError"
     )
     assert lines[2] == "Calls    ? active"
-    assert lines[3] == "Spool    42 pending (oldest 1 h 1 min), 2 dead"
+    assert lines[3] == "Outbox   42 pending (oldest 1 h 1 min), 2 dead"
     assert lines[4] == "AGI      127.0.0.1:4573, 5 requests (reject ?, dial ?, none ?), 2 timeouts"
     assert lines[5] == "Uptime   59 s"
 
@@ -254,7 +254,7 @@ def test_format_agi_off() -> None:
 
 def test_format_outbox_from_delivery_status() -> None:
     doc = {"zammad": {"state": "ok", "pending": 2, "oldest_age_s": 4.3, "dead": 0}}
-    assert "Spool    2 pending (oldest 4.3 s)" in format_status(doc).splitlines()
+    assert "Outbox   2 pending (oldest 4.3 s)" in format_status(doc).splitlines()
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(
-    *args: str, stdin: str | None = None, timeout: float = 60
+    *args: str, stdin: str | None = None, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CTI_BRIDGE_CONFIG"}
+    """``env``: variables added to this process's, without its CTI_BRIDGE_* ones."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CTI_BRIDGE_")},
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "cti_bridge", *args],
         capture_output=True,
@@ -30,7 +34,7 @@ def write_config(tmp: Path, url: str, ami_port: int = 1, secret: str = "s3cret")
     path.write_text(
         f'[ami]\nport = {ami_port}\nusername = "zammad"\nsecret = "{secret}"\n'
         f'[zammad]\nurl = "{url}"\ntimeout = 2.0\n'
-        f'[spool]\npath = "{tmp / "spool.sqlite3"}"\n'
+        f'[outbox]\npath = "{tmp / "outbox.sqlite3"}"\n'
     )
     path.chmod(0o600)
     return path

@@ -120,7 +120,7 @@ async def test_dry_run_posts_nothing_queues_nothing_and_shows_the_calls(
     assert doc["dry_run"] is True and doc["zammad"]["would_post"] == 3
     assert "<td>dry run</td>" in page
     assert "dry run: nothing posted; 3 event(s) would have been" in format_status(doc)
-    assert not Path(cfg.spool.path).exists()  # the spool file is not even created
+    assert not Path(cfg.outbox.path).exists()  # the outbox file is not even created
 
 
 async def test_an_idle_stream_sends_keep_alives_and_ends_at_close() -> None:

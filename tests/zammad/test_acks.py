@@ -37,7 +37,7 @@ async def test_a_failed_commit_keeps_the_acks_due(
     (rid,) = ob.put_many(call_events("a")[:1])
     acks.add(rid)
     ob.close()
-    acks.flush()  # the spool is gone: logged, kept
+    acks.flush()  # the outbox is gone: logged, kept
     assert len(acks) == 1
     assert "cannot record 1 delivered event(s)" in caplog.text
     with pytest.raises(sqlite3.Error):

@@ -85,7 +85,7 @@ async def make_rig(
 
 @pytest.fixture
 async def rig(fake: FakeZammad, tmp_path: Path) -> AsyncIterator[Rig]:
-    async for r in make_rig(fake, tmp_path / "spool" / "outbox.sqlite3"):
+    async for r in make_rig(fake, tmp_path / "outbox" / "outbox.sqlite3"):
         yield r
 
 
@@ -404,7 +404,7 @@ async def test_old_events_are_dead_lettered_with_their_call(
         fake.up()
         await drained(rig, {"fresh": ["newCall", "answer", "hangup"], "old": []})
         assert {d.call_id for d in rig.outbox.list_dead()} == {"old"}
-        # `cti-bridge spool retry` from another process: the daemon picks the rows up again.
+        # `cti-bridge outbox retry` from another process: the daemon picks the rows up again.
         other = Outbox(rig.outbox.path, clock=lambda: now[0])
         assert other.retry_dead() == 3
         other.close()
@@ -451,7 +451,7 @@ async def test_token_never_leaks(
         st = rig.delivery.status()
         assert "***" in st["url"]
         texts = [caplog.text, repr(st), *(r.last_error or "" for r in rig.outbox.pending())]
-        with rig.outbox._db:  # the spool holds only CTI fields
+        with rig.outbox._db:  # the outbox holds only CTI fields
             texts += [str(r) for r in rig.outbox._db.execute("SELECT * FROM pending")]
         for text in texts:
             assert secret not in text
@@ -499,7 +499,7 @@ async def read_line(proc: subprocess.Popen[bytes], timeout: float = 20) -> bytes
 
 
 async def test_kill_9_during_outage_then_restart(fake: FakeZammad, tmp_path: Path) -> None:
-    path = tmp_path / "spool" / "o.sqlite3"
+    path = tmp_path / "outbox" / "o.sqlite3"
     fake.down()
     procs = [child(path, fake.url(), 25)]
     try:

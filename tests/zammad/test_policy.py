@@ -110,7 +110,7 @@ def test_an_accepted_post_is_delivered_whatever_its_age(name: str) -> None:
         ("newCall", 3600.5, False, DEAD),
         ("hangup", 1.0, True, DEAD),  # its newCall is dead: Zammad would answer 500
         ("answer", 1.0, True, DEAD),
-        ("newCall", 1.0, True, Verdict.SEND),  # a newCall again (spool retry) revives the call
+        ("newCall", 1.0, True, Verdict.SEND),  # a newCall again (outbox retry) revives the call
     ],
 )
 def test_verdict_before_a_post(name: str, age: float, call_dead: bool, want: Verdict) -> None:
