@@ -5,7 +5,7 @@
 (b) latency from ``Delivery.submit`` to the POST arriving at the server while healthy, at a
     steady 200 events/s, target p99 < 5 ms.
 
-The server is the fake Zammad (tests/support/fake_zammad.py) in its own process, so its CPU does
+The server is the fake Zammad (cti_bridge/demo/zammad.py) in its own process, so its CPU does
 not share the bridge's GIL; it stamps each request's arrival with time.time() (same host clock).
 
     .venv/bin/python bench/delivery.py [--events 100000] [--rate 200] [--seconds 10]
@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cti_bridge.config import Secret, ZammadConfig  # noqa: E402
+from cti_bridge.demo.zammad import call_events  # noqa: E402
 from cti_bridge.outbox.store import Outbox  # noqa: E402
 from cti_bridge.zammad import Delivery, ZammadClient  # noqa: E402
-from tests.support.fake_zammad import call_events  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -48,7 +48,7 @@ class Server:
 
     def __init__(self, kind: str, quiet: bool) -> None:
         if kind == "fake":
-            args = ["-m", "tests.support.fake_zammad", "--token", TOKEN]
+            args = ["-m", "cti_bridge.demo.zammad", "--token", TOKEN]
             args += ["--quiet"] if quiet else []
         else:
             args = [str(Path(__file__).resolve()), "--serve"]

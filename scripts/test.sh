@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
     bash .ci/install-asterisk
     bash .ci/install-asterisk22
-    bash .ci/install-chromium  # headless Chromium + chromedriver for tests/dial/test_browser.py
+    bash .ci/install-chromium  # headless Chromium + chromedriver: the dial pages and /calls
 else
     echo "test.sh: not root: skipping the Asterisk and systemd-tree installs (e2e tests need them)"
 fi

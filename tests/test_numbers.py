@@ -11,13 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cti_bridge.config import NumbersConfig, parse_config
+from cti_bridge.demo.zammad import FakeZammad
 from cti_bridge.numbers import ANONYMOUS, NumberPlan, national_prefix_optional
 from tests.agi.test_server import agi_call, asterisk_reply, make_env
 from tests.calls.test_tracker import inbound_answered, outbound, trunk_in
 from tests.service.test_daemon import make_config, running, until
 from tests.support.cli import cli
 from tests.support.fake_ami import FakeAmi
-from tests.support.fake_zammad import FakeZammad
 
 # The table of issue 11 (README "Phone numbers"): (number from the PBX, region, sent).
 TABLE = [

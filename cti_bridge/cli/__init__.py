@@ -12,7 +12,7 @@ from cti_bridge.cli.app import app, main
 
 # Each module registers its commands on ``app`` when imported; ``--help`` lists them in this
 # order, the order an operator meets them in (run it, watch it, test it, then the tools).
-COMMAND_MODULES = ("run", "status", "send", "replay", "outbox", "dial", "config")
+COMMAND_MODULES = ("run", "status", "send", "replay", "outbox", "dial", "config", "demo")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"cti_bridge.cli.{_name}")
 

@@ -20,6 +20,14 @@ def run(
     strict: Annotated[
         bool, typer.Option("--strict", help="Refuse a config file with secrets readable by others.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Post nothing and queue nothing: show what would be posted (status, /calls);"
+            " the FastAGI hook lets every call through unchanged.",
+        ),
+    ] = False,
 ) -> None:
     """Run the daemon: watch AMI, post to Zammad, answer the FastAGI hook."""
     cfg = load_or_exit(config, strict=strict, instance=instance)
@@ -27,7 +35,7 @@ def run(
     from cti_bridge.service.daemon import run_daemon
 
     try:
-        code = asyncio.run(run_daemon(cfg))
+        code = asyncio.run(run_daemon(cfg, dry_run=dry_run))
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)

@@ -39,12 +39,15 @@ from cti_bridge.events import DEFAULT_ROUTE, CtiEvent
 from cti_bridge.numbers import NumberPlan
 from cti_bridge.outbox.store import Outbox
 from cti_bridge.outbox.upgrade import adopt_old_outbox
+from cti_bridge.service.dryrun import DryRunRoutes
 from cti_bridge.service.metrics import Metrics
 from cti_bridge.service.readiness import Readiness
+from cti_bridge.service.recent import RecentCalls
 from cti_bridge.service.sdnotify import Notifier
 from cti_bridge.service.staging import StagedEvents
 from cti_bridge.service.status import StatusServer
 from cti_bridge.web import DaemonView, WebServer, create_app
+from cti_bridge.web.calls import calls_routes
 from cti_bridge.zammad import ZammadAnswer
 from cti_bridge.zammad.routes import Routes
 
@@ -56,21 +59,35 @@ _NO_ZAMMAD: Mapping[str, Any] = {"state": "off", "url": None}
 
 
 class Daemon:
-    """One running bridge: owns every component and their order of start and stop."""
+    """One running bridge: owns every component and their order of start and stop.
 
-    def __init__(self, cfg: Config) -> None:
+    ``dry_run``: nothing is posted and nothing queued; the outbox is a private in-memory one
+    (the outbox file is not even opened) and :class:`DryRunRoutes` takes the routes' place.
+    """
+
+    def __init__(self, cfg: Config, *, dry_run: bool = False) -> None:
         self.cfg = cfg
+        self.dry_run = dry_run
         self.started = time.time()
         self.tracker = CallTracker(CallRules.from_config(cfg), clock=time.monotonic)
-        adopt_old_outbox(cfg.outbox.path)  # before opening: an empty file would strand the old one
-        self.outbox = Outbox(cfg.outbox.path, background_checkpoint=True)
+        self.recent = RecentCalls()
+        if dry_run:  # a private in-memory outbox: the real file is not even opened
+            self.outbox = Outbox(":memory:", background_checkpoint=True)
+        else:
+            adopt_old_outbox(cfg.outbox.path)  # before opening: an empty file would strand the old
+            self.outbox = Outbox(cfg.outbox.path, background_checkpoint=True)
         self.metrics: Metrics | None = Metrics(self.snapshot) if cfg.web.listen else None
         # One delivery lane per Zammad ([zammad] and each [[route]]): see zammad/routes.py.
-        self.routes = Routes(
-            self.outbox,
-            cfg,
-            observer=self.metrics.observe_route_post if self.metrics else None,
-            on_state=lambda _state: self.readiness.update(),
+        self.routes: Routes | DryRunRoutes = (
+            DryRunRoutes(self.recent)
+            if dry_run
+            else Routes(
+                self.outbox,
+                cfg,
+                observer=self.metrics.observe_route_post if self.metrics else None,
+                on_state=lambda _state: self.readiness.update(),
+                journal=self.recent,
+            )
         )
         self.ami = AmiClient(
             cfg.ami, self._on_ami_event, on_resync=self._on_resync, on_state=self._on_ami_state
@@ -89,7 +106,9 @@ class Daemon:
         self.web: WebServer | None = None
         if self.metrics is not None:
             view = DaemonView(self.snapshot, self.metrics.registry, self.health)
-            web_routes = dial_routes(self.dial) if self.dial is not None else []
+            web_routes = [*calls_routes(self.recent)]
+            if self.dial is not None:
+                web_routes += dial_routes(self.dial)
             self.web = WebServer(cfg.web, create_app(view, web_routes))
         self.status_server = StatusServer(cfg.status.socket, self.snapshot)
         self.readiness = Readiness(Notifier.from_env(), self._status_line)
@@ -233,7 +252,7 @@ class Daemon:
                 "tracker_errors": self.tracker.errors,
             },
             "outbox": {
-                "path": self.cfg.outbox.path,
+                "path": "" if self.dry_run else self.cfg.outbox.path,
                 "pending": sum(r["pending"] for r in routes),
                 "oldest_age_s": max(
                     (r["oldest_age_s"] for r in routes if r["oldest_age_s"] is not None),
@@ -244,6 +263,8 @@ class Daemon:
             },
             "agi": self.agi.snapshot() if self.agi else {"enabled": False},
             "web": self.web.snapshot() if self.web else {"enabled": False},
+            "dry_run": self.dry_run,
+            "recent_calls": self.recent.rows(),
         }
 
     def health(self) -> dict[str, bool]:
@@ -280,9 +301,10 @@ class Daemon:
             __version__,
             self.cfg.ami.host,
             self.cfg.ami.port,
-            ", ".join(f"{r.name} {r.cfg.display_url}" for r in self.routes) or "off",
+            ", ".join(f"{r.name} {r.cfg.display_url}" for r in self.routes)
+            or ("none (dry run)" if self.dry_run else "off"),
             self.cfg.agi.listen or "off",
-            self.cfg.outbox.path,
+            "none (dry run: nothing is posted or queued)" if self.dry_run else self.cfg.outbox.path,
         )
         pending = self.outbox.count()
         if pending:
@@ -325,6 +347,7 @@ class Daemon:
         await self.routes.stop(STOP_GRACE)
         await self.routes.aclose()
         await self.status_server.stop()
+        self.recent.close()  # live /calls streams end now, not at the web server's grace
         if self.web is not None:
             await self.web.stop()
         left = self.outbox.count()
@@ -333,6 +356,6 @@ class Daemon:
         log.info("stopped; %d event(s) stay in the outbox for the next start", left)
 
 
-async def run_daemon(cfg: Config) -> int:
-    daemon = Daemon(cfg)
+async def run_daemon(cfg: Config, *, dry_run: bool = False) -> int:
+    daemon = Daemon(cfg, dry_run=dry_run)
     return await daemon.run()

@@ -313,4 +313,29 @@ def format_status(doc: Mapping[str, Any]) -> str:
         rows.append(("Version", str(doc["version"])))
     if doc.get("error"):
         rows.append(("Error", _clean(doc["error"])))
-    return "\n".join(f"{label:<8} {value}" for label, value in rows)
+    if doc.get("dry_run"):
+        would = _section(doc, "zammad").get("would_post")
+        rows[1] = ("Zammad", f"dry run: nothing posted; {_count(would)} event(s) would have been")
+    lines = [f"{label:<8} {value}" for label, value in rows]
+    calls = doc.get("recent_calls")
+    if isinstance(calls, list) and calls:
+        shown = min(len(calls), RECENT_SHOWN)
+        lines.append(f"Recent calls (newest first, {shown} of {len(calls)}):")
+        lines += [_call_line(c) for c in calls[:RECENT_SHOWN] if isinstance(c, Mapping)]
+    return "\n".join(lines)
+
+
+RECENT_SHOWN = 10
+
+
+def _call_line(call: Mapping[str, Any]) -> str:
+    """One caller-log row: direction, from -> to, state and cause, Zammad's answer, delivery."""
+    parts = [
+        str(call.get("direction", "?")),
+        f"{call.get('from', '?')} -> {call.get('to', '?')}",
+        str(call.get("state", "?")),
+        str(call.get("cause") or ""),
+        str(call.get("zammad") or ""),
+        f"[{call.get('delivery', '?')}]",
+    ]
+    return "  " + _clean(" ".join(p for p in parts if p))

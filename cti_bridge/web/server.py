@@ -70,7 +70,7 @@ class WebServer:
             self._sock = None
             raise
         self._server = server
-        log.info("web listener on %s (/metrics, /healthz)", self.url)
+        log.info("web listener on %s (/metrics, /healthz, /calls)", self.url)
 
     async def stop(self) -> None:
         if self._server is None:

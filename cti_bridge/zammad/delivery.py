@@ -14,6 +14,9 @@ the facade the daemon uses; the work is done by small parts:
 - ``acks``: delivered events are committed in batches, riding in the next outbox commit.
 - ``waiters``: Zammad's answers for the FastAGI hook and the AMI-only rejects.
 
+An optional ``journal`` (the caller log of :mod:`cti_bridge.service.recent`) hears of every
+commit and of every event leaving the queue (delivered with Zammad's answer, or dead).
+
 On ``start()`` the whole outbox (events of a previous run, kill -9 included) is queued again. A
 housekeeping task picks up rows another process put back (``cti-bridge outbox retry``) and
 dead-letters over-age events while Zammad is unreachable. The WAL checkpoint task sleeps until
@@ -26,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from cti_bridge.config import ZammadConfig
 from cti_bridge.events import CtiEvent, call_id
@@ -39,7 +42,7 @@ from cti_bridge.zammad.lanes import Lanes
 from cti_bridge.zammad.sender import Sender
 from cti_bridge.zammad.waiters import AnswerWaiters, Watch
 
-__all__ = ["CHECKPOINT_INTERVAL_S", "RESULTS", "Delivery", "Observer", "State"]
+__all__ = ["CHECKPOINT_INTERVAL_S", "RESULTS", "Delivery", "Journal", "Observer", "State"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,14 @@ Observer = Callable[[str, str, float], None]
 RESULTS = ("ok", "reject", "dial", "duplicate", "unavailable", "rejected", "failed", "dead")
 
 CHECKPOINT_INTERVAL_S = 1.0  # at most one WAL checkpoint a second, and none without writes
+
+
+class Journal(Protocol):
+    """Told of each commit and of each event done (``answer`` None: dead-lettered)."""
+
+    def committed(self, ids: list[int], events: list[CtiEvent]) -> None: ...
+
+    def done(self, rid: int, answer: ZammadAnswer | None) -> None: ...
 
 
 class Delivery:
@@ -62,6 +73,7 @@ class Delivery:
         clock: Callable[[], float] = time.time,
         observer: Observer | None = None,
         on_state: Callable[[State], None] | None = None,
+        journal: Journal | None = None,
         max_in_memory: int = 50_000,
         error_id_retries: int = 5,
         housekeeping_interval: float = 5.0,
@@ -81,7 +93,8 @@ class Delivery:
         self._acks = acks if acks is not None else AckBatch(outbox)
         self._checkpoints = checkpoints
         self._lanes = Lanes(outbox, self._acks, max_in_memory=max_in_memory)
-        self._answers = AnswerWaiters()
+        self._answers = AnswerWaiters(journal.done if journal is not None else None)
+        self._journal = journal
         self._gate = HealthGate(cfg, self._probe_once, self._kick, clock=clock)
         self._gate.on_state = on_state
         self._sender = Sender(
@@ -215,6 +228,8 @@ class Delivery:
 
     def _submit(self, events: list[CtiEvent], *, priority: bool = False) -> list[int]:
         ids = self._acks.put_many(events)  # the acks due this loop pass ride in this commit
+        if self._journal is not None:
+            self._journal.committed(ids, events)
         if not self._running or not ids:
             return ids
         self._lanes.committed(ids, events, self._clock())

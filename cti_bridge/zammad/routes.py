@@ -26,7 +26,7 @@ from cti_bridge.outbox.store import Outbox
 from cti_bridge.zammad.acks import AckBatch
 from cti_bridge.zammad.answers import ZammadAnswer
 from cti_bridge.zammad.client import ZammadClient
-from cti_bridge.zammad.delivery import Delivery
+from cti_bridge.zammad.delivery import Delivery, Journal
 from cti_bridge.zammad.health import State
 from cti_bridge.zammad.waiters import Watch
 
@@ -56,6 +56,7 @@ class Routes:
         *,
         observer: RouteObserver | None = None,
         on_state: Callable[[State], None] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self._acks = AckBatch(outbox)
         self._outbox = outbox
@@ -79,6 +80,7 @@ class Routes:
                 on_state=on_state,
                 acks=self._acks,
                 checkpoints=i == 0,  # one WAL checkpointer for the shared file
+                journal=journal,
             )
             self.by_name[name] = Route(name, zcfg, client, delivery)
         self._unrouted = 0

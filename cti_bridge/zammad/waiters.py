@@ -23,7 +23,8 @@ Watch = Callable[[ZammadAnswer], None]
 class AnswerWaiters:
     """Waiters (a coroutine awaits one event's answer) and watches (a callback, no task)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_done: Callable[[int, ZammadAnswer | None], None] | None = None) -> None:
+        self._on_done = on_done  # hears of every event done (the caller log)
         self._waiters: dict[int, asyncio.Future[ZammadAnswer | None]] = {}
         self._watches: dict[int, tuple[float, Watch]] = {}
 
@@ -62,6 +63,11 @@ class AnswerWaiters:
 
     def resolve(self, rid: int, answer: ZammadAnswer | None) -> None:
         """Event ``rid`` is done: delivered with ``answer``, or dead-lettered (None)."""
+        if self._on_done is not None:
+            try:
+                self._on_done(rid, answer)
+            except Exception:  # the caller log's bug must not stop delivery
+                log.exception("caller log update for event %d failed", rid)
         fut = self._waiters.get(rid)
         if fut is not None and not fut.done():
             fut.set_result(answer)

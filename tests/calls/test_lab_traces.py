@@ -24,7 +24,7 @@ EXPECTED: dict[str, list[list[dict[str, Any]]]] = json.loads(
 
 
 def rules(name: str) -> CallRules:
-    """The e2e daemon's configuration (tests/e2e/lab.py daemon_config) for trace ``name``."""
+    """The e2e daemon's configuration (cti_bridge/demo/lab.py daemon_config) for trace ``name``."""
     return CallRules(
         trunk_endpoints=("carrier",),
         trunk_contexts=("from-trunk",),

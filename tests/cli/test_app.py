@@ -34,7 +34,8 @@ def test_command_tree_is_what_operators_use() -> None:
     group = typer.main.get_command(app)
     assert isinstance(group, TyperGroup)
     assert _tree(group, typer.Context(group)) == {
-        "run": ["--config", "--instance", "--log-level", "--strict", "-c"],
+        "run": ["--config", "--dry-run", "--instance", "--log-level", "--strict", "-c"],
+        "demo": ["--asterisk", "--once"],
         "status": ["--config", "--instance", "--json", "--socket", "-c"],
         "check": ["--config", "--instance", "-c"],
         "send": ["--config", "-c", "event", "fields"],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cti_bridge.demo.zammad import FakeZammad
 from tests.support.cli import cli, write_config
-from tests.support.fake_zammad import FakeZammad
 
 
 def test_send_posts_one_event_and_prints_the_answer(tmp_path: Path) -> None:

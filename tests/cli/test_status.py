@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from cti_bridge.demo.zammad import FakeZammad
 from tests.support.cli import cli, write_config
 from tests.support.fake_ami import FakeAmi
-from tests.support.fake_zammad import FakeZammad
 
 
 def test_check_fails_on_wrong_token_and_unreachable_ami(tmp_path: Path) -> None:

@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 from cti_bridge.config import Config, parse_config
+from cti_bridge.demo.zammad import FakeZammad
 from cti_bridge.dial.keys import LinkKeys
 from cti_bridge.dial.links import handler_template, setup_url
 from cti_bridge.service.daemon import Daemon
 from tests.service.test_daemon import make_config, running, until
 from tests.support.fake_ami import FakeAmi
-from tests.support.fake_zammad import FakeZammad
 
 DIAL_SECRET = "dial-secret-0123456789"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from cti_bridge.config import parse_config
+from cti_bridge.demo.zammad import FakeZammad
 from cti_bridge.service.checks import run_checks
 from tests.dial.conftest import DIAL_SECRET
 from tests.service.test_daemon import make_config
 from tests.support.cli import cli
 from tests.support.fake_ami import FakeAmi
-from tests.support.fake_zammad import FakeZammad
 
 
 def _config(tmp: Path, dial: bool = True) -> Path:

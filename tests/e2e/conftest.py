@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.fake_zammad import FakeZammad
+from cti_bridge.demo.zammad import FakeZammad
 
 from .expect import calls_in_order
 from .lab import (
@@ -175,9 +175,9 @@ def start_daemon(
     daemon_runnable: None,
 ) -> Iterator[DaemonFactory]:
     """``start_daemon(zammad, ami_port=None, users=None, wait=True, ami_secret=None,
-    zammad_url=None, report_internal=False, extra_config="")`` -> a running daemon, config and
-    outbox in a directory of its own; ``extra_config`` is TOML appended to the file (e.g. ``[web]``
-    and ``[dial]``).
+    zammad_url=None, report_internal=False, extra_config="", dry_run=False)`` -> a running
+    daemon, config and outbox in a directory of its own; ``extra_config`` is TOML appended to the
+    file (e.g. ``[web]``, ``[dial]``, ``[[route]]``).
 
     ``ami_port`` lets a test put a TcpProxy between the daemon and the pbx's AMI.
     """
@@ -193,6 +193,7 @@ def start_daemon(
         zammad_url: str | None = None,
         report_internal: bool = False,
         extra_config: str = "",
+        dry_run: bool = False,
     ) -> Daemon:
         d = tmp_path / f"daemon{len(started)}"
         d.mkdir()
@@ -207,7 +208,7 @@ def start_daemon(
             report_internal=report_internal,
             extra=extra_config,
         )
-        daemon = Daemon(cfg, d / "daemon.log")
+        daemon = Daemon(cfg, d / "daemon.log", dry_run=dry_run)
         started.append(daemon)
         attach_log(request, f"daemon log {len(started)}", daemon.log_tail)
         daemon.start()

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from tests.support.fake_zammad import CallLog, FakeZammad, Request
+from cti_bridge.demo.zammad import CallLog, FakeZammad, Request
 
 Expected = dict[str, Any]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_zammad import FakeZammad
+from cti_bridge.demo.zammad import FakeZammad
 
 from .expect import assert_calls as assert_zammad_calls
 from .expect import hangup, new_call, wait_hangups

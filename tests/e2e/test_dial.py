@@ -12,7 +12,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.support.fake_zammad import FakeZammad
+from cti_bridge.demo.zammad import FakeZammad
 
 from .conftest import DaemonFactory
 from .expect import answer, expect_calls, hangup, new_call, wait_quiet

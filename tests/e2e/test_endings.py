@@ -13,7 +13,7 @@ import time
 import pytest
 
 from cti_bridge.ami.wanted import WANTED_EVENTS
-from tests.support.fake_zammad import CallLog, FakeZammad
+from cti_bridge.demo.zammad import CallLog, FakeZammad
 
 from .conftest import DaemonFactory
 from .expect import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.fake_zammad import CallLog, FakeZammad
+from cti_bridge.demo.zammad import CallLog, FakeZammad
 
 from .conftest import DaemonFactory
 from .expect import answer, assert_calls, describe, expect_calls, hangup, new_call, wait_hangups

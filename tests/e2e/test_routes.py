@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support.fake_zammad import FakeZammad
+from cti_bridge.demo.zammad import FakeZammad
 
 from .conftest import DaemonFactory
 from .expect import answer, expect_calls, hangup, new_call

@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.fake_zammad import FakeZammad
+from cti_bridge.demo.zammad import FakeZammad
 
 from .conftest import TARGETS, _unavailable, attach_log
 from .expect import answer, assert_once, expect_calls, hangup, new_call

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from cti_bridge.demo.zammad import call_events
 from cti_bridge.events import CtiEvent
 from cti_bridge.outbox.admin import list_rows
 from cti_bridge.outbox.store import Outbox
-from tests.support.fake_zammad import call_events
 
 # The schema of a file written before routes (pending and dead without "route").
 _OLD_SCHEMA = """

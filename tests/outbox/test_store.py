@@ -22,8 +22,8 @@ from hypothesis.stateful import (
     rule,
 )
 
+from cti_bridge.demo.zammad import call_events
 from cti_bridge.outbox.store import Outbox
-from tests.support.fake_zammad import call_events
 
 
 def test_put_ack_and_order(tmp_path: Path) -> None:

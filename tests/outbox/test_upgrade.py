@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from cti_bridge.config import parse_config
+from cti_bridge.demo.zammad import FakeZammad
 from cti_bridge.outbox.store import Outbox
 from cti_bridge.outbox.upgrade import adopt_old_outbox, old_outbox_file
 from tests.service.test_daemon import make_config, running, until
 from tests.support.cli import cli, write_config
 from tests.support.fake_ami import FakeAmi
-from tests.support.fake_zammad import FakeZammad
 
 EVENTS = [
     {"event": "newCall", "callId": "old-1", "direction": "in", "from": "491701", "to": "101"},

@@ -19,13 +19,13 @@ import pytest
 from cti_bridge.calls.trace import read_trace
 from cti_bridge.calls.tracker import CallRules, CallTracker
 from cti_bridge.config import Config, parse_config
+from cti_bridge.demo.zammad import FakeZammad
 from cti_bridge.outbox.store import Outbox
 from cti_bridge.service.daemon import Daemon
 from cti_bridge.service.status import fetch_status
 from tests.agi.test_server import agi_call, make_env
 from tests.support.cli import cli
 from tests.support.fake_ami import FakeAmi
-from tests.support.fake_zammad import FakeZammad
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKED = "491710000002"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cti_bridge.config import parse_config
+from cti_bridge.demo.zammad import FakeZammad
 from cti_bridge.outbox.admin import list_rows
 from cti_bridge.service.status import format_status
 from tests.agi.test_server import agi_call, make_env
@@ -29,7 +30,6 @@ from tests.service.test_daemon import (
     until,
 )
 from tests.support.fake_ami import FakeAmi
-from tests.support.fake_zammad import FakeZammad
 
 ACME_DID = "4930555100"
 MAIN_DID = "4930555300"

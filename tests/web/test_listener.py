@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from cti_bridge.config import parse_config
+from cti_bridge.demo.zammad import FakeZammad
 from cti_bridge.service.daemon import Daemon
 from cti_bridge.service.metrics import Metrics
 from cti_bridge.service.status import StatusUnavailable, fetch_status, format_status
@@ -32,7 +33,6 @@ from tests.service.test_daemon import (
 )
 from tests.service.test_metrics import SNAPSHOT, samples
 from tests.support.fake_ami import FakeAmi
-from tests.support.fake_zammad import FakeZammad
 from tests.support.raw_http import self_signed
 
 WEB = {"listen": "127.0.0.1:0"}

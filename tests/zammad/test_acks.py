@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cti_bridge.demo.zammad import call_events
 from cti_bridge.outbox.store import Outbox
 from cti_bridge.zammad.acks import AckBatch
-from tests.support.fake_zammad import call_events
 
 
 async def test_acks_ride_in_the_next_put_or_are_flushed_at_the_end_of_the_pass(

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cti_bridge.config import Secret, ZammadConfig
+from cti_bridge.demo.zammad import FakeZammad, call_events
 from cti_bridge.zammad import (
     MAX_BODY,
     NO_ACTION,
@@ -22,7 +23,6 @@ from cti_bridge.zammad import (
     check_endpoint,
     send_once,
 )
-from tests.support.fake_zammad import FakeZammad, call_events
 from tests.support.raw_http import answer_each, answer_then, ok, serve
 
 TOKEN = "Tok-4f9a8b7c6d"
@@ -287,7 +287,7 @@ def test_fake_runs_standalone() -> None:
 
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_zammad", "--token", "T0k3n-xyz"],
+        [sys.executable, "-m", "cti_bridge.demo.zammad", "--token", "T0k3n-xyz"],
         cwd=root,
         stdout=subprocess.PIPE,
     )

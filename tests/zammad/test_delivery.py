@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cti_bridge.config import Secret, ZammadConfig
+from cti_bridge.demo.zammad import FakeZammad, call_events
 from cti_bridge.outbox.store import Outbox
 from cti_bridge.zammad import Delivery, ZammadClient
 from cti_bridge.zammad.answers import interpret
-from tests.support.fake_zammad import FakeZammad, call_events
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "S3cr3t-T0ken-xyz"
@@ -464,7 +464,7 @@ CHILD = textwrap.dedent(
     from cti_bridge.config import Secret, ZammadConfig
     from cti_bridge.outbox.store import Outbox
     from cti_bridge.zammad import Delivery, ZammadClient
-    from tests.support.fake_zammad import call_events
+    from cti_bridge.demo.zammad import call_events
 
     async def main(path, url, n):
         cfg = ZammadConfig(url=Secret(url), timeout=0.3, max_backoff=0.1)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from cti_bridge.config import Secret, ZammadConfig
+from cti_bridge.demo.zammad import call_events
 from cti_bridge.zammad import (
     MAX_BODY,
     NO_ACTION,
@@ -28,7 +29,6 @@ from cti_bridge.zammad import (
     ZammadRejected,
     ZammadUnavailable,
 )
-from tests.support.fake_zammad import call_events
 from tests.support.raw_http import (
     OK,
     PROXY_AUTH,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cti_bridge.demo.zammad import call_events
 from cti_bridge.outbox.store import Outbox
 from cti_bridge.zammad.acks import AckBatch
 from cti_bridge.zammad.lanes import Lanes
-from tests.support.fake_zammad import call_events
 
 
 async def drain(lanes: Lanes) -> list[tuple[str, str]]:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from cti_bridge.config import parse_config
+from cti_bridge.demo.zammad import FakeZammad, call_events
 from cti_bridge.outbox.store import Outbox
 from cti_bridge.zammad.routes import Routes
-from tests.support.fake_zammad import FakeZammad, call_events
 
 
 def config(tmp: Path, main: str | None, acme: str) -> Any:

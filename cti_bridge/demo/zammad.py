@@ -1,6 +1,8 @@
 """A fake Zammad Generic CTI endpoint: a real HTTP server on 127.0.0.1 for tests, e2e and benches.
 
-It models what docs/zammad-cti.md §1, §4, §5 say Zammad does: the controller's check order and
+It models what Zammad does (docs/zammad-cti.md#1-endpoint-and-token,
+docs/zammad-cti.md#4-the-call-log-and-what-makes-a-call-missed,
+docs/zammad-cti.md#5-status-codes-and-error-bodies): the controller's check order and
 texts (disabled/not configured 422, wrong token 401, bad direction 422), the call log state
 machine (duplicate newCall -> 500 "This object already exists.", answer/hangup on an unknown
 callId -> 500 "Error ID ...", answer after hangup ignored, duplicate hangup flips done), blocked
@@ -16,7 +18,7 @@ case, a timeout *after* processing, is the reason answer/hangup retries are limi
 ``down()`` closes the listening socket and every open connection (clients get connection
 refused), ``up()`` listens again on the same port.
 
-Standalone: ``python -m tests.support.fake_zammad --port 8099 --token T`` prints one JSON line per
+Standalone: ``python -m cti_bridge.demo.zammad --port 8099 --token T`` prints one JSON line per
 request to stdout (for the e2e lab).
 """
 
