@@ -40,6 +40,15 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "asterisk"
 ROOT = HERE.parent.parent  # the source tree (conf/asterisk), when installed editable
 MANAGER_CTI = ROOT / "conf" / "asterisk" / "manager_cti.conf"
+# The AMI user's event filters when conf/asterisk/ is not at hand (a pip-installed demo): the
+# shipped file's lines, kept equal to cti_bridge.ami.wanted by a test.
+FALLBACK_FILTERS = (
+    "Event: (AgentCalled|AgentConnect|BridgeDestroy|BridgeEnter|BridgeLeave|DialBegin|DialEnd|"
+    "DialState|FullyBooted|Hangup|HangupRequest|LocalBridge|NewCallerid|NewConnectedLine|"
+    "Newchannel|Newstate|OriginateResponse|QueueCallerAbandon|QueueCallerJoin)",
+    "^Event: Newexten[^A-Za-z].*Application: (VoiceMail)[^A-Za-z]",
+    "!Event: HangupHandler",
+)
 EXTENSIONS_CTI = ROOT / "conf" / "asterisk" / "extensions_cti.conf"
 SHIPPED_AGI = "agi://127.0.0.1:4573/"
 
@@ -497,10 +506,14 @@ class Lab:
                 for ln in lines
             ]
             return "\n".join(out) + "\n"
+        # Installed without the source tree: the same user; FALLBACK_FILTERS is checked against
+        # cti_bridge.ami.wanted by tests/demo/test_lab_fallback.py.
+        filters = "".join(f"eventfilter = {f}\n" for f in FALLBACK_FILTERS)
         return (
             f"[{self.ami_username}]\nsecret = {self.ami_secret}\n"
             "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
-            "read = system,call,agent,user\nwrite = call,reporting\nwritetimeout = 5000\n"
+            "read = system,call,agent,user,dialplan\nwrite = call,reporting,originate\n"
+            f"writetimeout = 5000\n{filters}"
         )
 
     def extensions_cti_conf(self) -> str:

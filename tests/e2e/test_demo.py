@@ -20,6 +20,7 @@ from .lab import asterisk_version, daemon_command, system_asterisk
 
 pytestmark = pytest.mark.e2e
 
+
 @pytest.fixture(scope="module")
 def asterisk() -> str:
     binary = system_asterisk()
