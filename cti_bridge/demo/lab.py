@@ -695,12 +695,15 @@ class Lab:
         """The handset on world channel ``channel`` hangs up (a BYE to the pbx)."""
         self.world_ami.action("Hangup", Channel=channel, Cause=16)
 
-    def dial_results(self, since: int = 0) -> list[Message]:
-        return [
-            e
-            for e in self.world_ami.since(since, "UserEvent")
-            if e.get("UserEvent") == "WorldDialResult"
-        ]
+    def dial_results(self, since: int = 0, timeout: float = 10.0) -> list[Message]:
+        """The world's Dial() results since ``since``, waiting for the first one: the world
+        reports it after its Dial() returns, which can be after the OriginateResponse."""
+
+        def is_result(e: Message) -> bool:
+            return e.get("Event") == "UserEvent" and e.get("UserEvent") == "WorldDialResult"
+
+        self.world_ami.wait_event(is_result, since=since, timeout=timeout)
+        return [e for e in self.world_ami.since(since) if is_result(e)]
 
 
 # ----------------------------------------------------------------------------- the daemon
