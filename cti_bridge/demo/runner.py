@@ -61,6 +61,12 @@ prefix = "0"
 """
 
 
+def dial_config(web: str, secret: str) -> str:
+    """The TOML daemon_config appends after its ``[web]`` table: ``public_url`` (still in
+    ``[web]``) for the listener at ``web``, then ``[dial]``."""
+    return f'public_url = "http://{web}/"\n' + DIAL_CONFIG.format(secret=secret)
+
+
 @dataclass
 class Outcome:
     call: DemoCall
@@ -96,8 +102,7 @@ class Demo:
             zammad_url=self.zammad.url(),
             agi_port=self.lab.agi_port,
             web_listen=web,
-            extra=f'public_url = "http://{web}/"\n'  # still in [web]: it ends the file
-            + DIAL_CONFIG.format(secret=secrets.token_urlsafe(24)),
+            extra=dial_config(web, secrets.token_urlsafe(24)),
         )
         self.daemon = Daemon(cfg, bridge_dir / "cti-bridge.log").start()
         doc = self.daemon.wait_ready(timeout=30)
