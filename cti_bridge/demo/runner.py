@@ -7,9 +7,11 @@ Three parts, each the real thing or the closest honest stand-in:
 - :class:`~cti_bridge.demo.zammad.FakeZammad`: Zammad's Generic CTI rules (duplicate newCall
   and unknown callId refused with 500, a blocked caller rejected, an outbound caller ID picked);
 - the bridge: ``cti-bridge run`` as a subprocess with the ``[web]`` listener on, exactly what
-  systemd starts. A subprocess rather than in-process: the demo's threads (lab AMI clients,
-  fake Zammad) stay out of the daemon's event loop, and the caller log shown here is read over
-  the status socket (``status --json``) as an operator would read it.
+  systemd starts, and click-to-dial configured (``[dial]``, a fresh secret per run): the round's
+  click-to-dial call is a GET on the handler URL ``cti-bridge dial-link 101 --handler`` prints.
+  A subprocess rather than in-process: the demo's threads (lab AMI clients, fake Zammad) stay
+  out of the daemon's event loop, and the caller log shown here is read over the status
+  socket (``status --json``) as an operator would read it.
 
 Every child runs in its own session and dies with the demo (PR_SET_PDEATHSIG), and the demo
 stops them all in ``finally``: Ctrl-C (or SIGTERM) leaves no process behind.
@@ -18,21 +20,26 @@ stops them all in ``finally``: Ctrl-C (or SIGTERM) leaves no process behind.
 from __future__ import annotations
 
 import contextlib
+import secrets
+import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cti_bridge.demo.lab import Daemon, Lab, daemon_config, lab_dir
+from cti_bridge.demo.lab import Daemon, Lab, daemon_command, daemon_config, lab_dir
 from cti_bridge.demo.scenario import (
     BLOCKED_CALLER,
     ZAMMAD_ROUTING,
+    ClickToDial,
     DemoCall,
     demo_round,
     mismatches,
@@ -41,6 +48,23 @@ from cti_bridge.demo.zammad import FakeZammad
 from cti_bridge.web.calls import COLUMNS, cell
 
 ROW_TIMEOUT = 20.0  # s a finished call may take to show as hung up and delivered
+DIAL_RING_TIMEOUT = 30.0  # s the agent's phone may take to be answered (or not)
+
+# The lab's phones for [dial] (README "Click-to-dial"): alice's handset, calls then run in the
+# phones' context, and the outbound route wants the trunk prefix 0 (as tests/e2e/test_dial.py).
+DIAL_CONFIG = """
+[dial]
+secret = "{secret}"
+devices = {{ "101" = "PJSIP/alice" }}
+context = "from-internal"
+prefix = "0"
+"""
+
+
+def dial_config(web: str, secret: str) -> str:
+    """The TOML daemon_config appends after its ``[web]`` table: ``public_url`` (still in
+    ``[web]``) for the listener at ``web``, then ``[dial]``."""
+    return f'public_url = "http://{web}/"\n' + DIAL_CONFIG.format(secret=secret)
 
 
 @dataclass
@@ -69,6 +93,7 @@ class Demo:
         self.lab.start()
         bridge_dir = self.root / "bridge"
         bridge_dir.mkdir()
+        web = f"127.0.0.1:{self.lab.ports.port()}"  # known in advance: [web] public_url names it
         cfg = daemon_config(
             bridge_dir,
             ami_port=self.lab.pbx_ami_port,
@@ -76,7 +101,8 @@ class Demo:
             ami_secret=self.lab.ami_secret,
             zammad_url=self.zammad.url(),
             agi_port=self.lab.agi_port,
-            web_listen="127.0.0.1:0",
+            web_listen=web,
+            extra=dial_config(web, secrets.token_urlsafe(24)),
         )
         self.daemon = Daemon(cfg, bridge_dir / "cti-bridge.log").start()
         doc = self.daemon.wait_ready(timeout=30)
@@ -102,14 +128,43 @@ class Demo:
             self.outcomes[call.key()] = outcome = Outcome(call)
             self.lab.reset_modes()
             for target, mode in call.modes.items():
-                self.lab.set_mode(target, mode)
-            handle = call.place(self.lab)
-            with contextlib.suppress(TimeoutError):  # busy, rejected: a Failure response
-                self.lab.originate_response(handle, timeout=call.ring_timeout + 15)
+                self.lab.set_mode(target, mode, talk=call.talk.get(target))
+            if isinstance(call.place, ClickToDial):
+                outcome.problems = self._click_to_dial(call.place)
+            else:
+                handle = call.place(self.lab)
+                with contextlib.suppress(TimeoutError):  # busy, rejected: a Failure response
+                    self.lab.originate_response(handle, timeout=call.ring_timeout + 15)
             self.lab.wait_idle(timeout=20)
-            outcome.problems = self._wait_row(call)
+            outcome.problems += self._wait_row(call)
             outcome.done = True
         return list(self.outcomes.values())
+
+    def _click_to_dial(self, click: ClickToDial) -> list[str]:
+        """What Zammad's click does: the agent's browser opens the handler URL; then wait until
+        the agent's phone is answered or not (the attempt's outcome page). Problems, if any."""
+        assert self.daemon is not None
+        config = str(self.daemon.config)
+        link = subprocess.run(
+            [*daemon_command(), "dial-link", click.extension, "--handler", "--config", config],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if link.returncode != 0:
+            return [f"dial-link failed: {link.stderr.strip()}"]
+        url = link.stdout.strip().replace("%s", urllib.parse.quote(click.tel, safe=""))
+        r = httpx.get(url, headers={"accept": "application/json"}, timeout=10)
+        if r.status_code != 200:
+            return [f"handler URL answered {r.status_code}: {r.text[:200]}"]
+        outcome = url.split("/call?")[0] + "/outcome/" + str(r.json()["attempt"])
+        deadline = time.monotonic() + DIAL_RING_TIMEOUT
+        while time.monotonic() < deadline:
+            state = httpx.get(outcome, timeout=5).json()["state"]
+            if state != "ringing":
+                return [] if state == "answered" else [f"the agent's phone: {state}"]
+            time.sleep(0.2)
+        return ["the agent's phone still ringing"]
 
     def _wait_row(self, call: DemoCall) -> list[str]:
         deadline = time.monotonic() + ROW_TIMEOUT

@@ -1,15 +1,17 @@
 """The demo's scripted round of calls, each with the caller-log row it must come out as.
 
-Every call is placed by the lab's "world" (the carrier and the handsets, see
-:mod:`cti_bridge.demo.lab`) into the "pbx" the bridge watches. What a row must show is what
-Zammad's caller log would show for the same call: the e2e tests (tests/e2e/test_calls.py)
-check the very same calls field by field against the fake Zammad.
+Every call but one is placed by the lab's "world" (the carrier and the handsets, see
+:mod:`cti_bridge.demo.lab`) into the "pbx" the bridge watches; click-to-dial is placed by the
+bridge itself, as Zammad's click on a number does it: a GET on the agent's handler URL.
+What a row must show is what Zammad's caller log would show for the same call: the e2e tests
+(tests/e2e/test_calls.py, test_dial.py) check the very same calls field by field against the
+fake Zammad.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cti_bridge.demo.lab import CallHandle, Lab
@@ -29,16 +31,27 @@ Modes = Mapping[str, str]
 
 
 @dataclass(frozen=True)
+class ClickToDial:
+    """A call the bridge places (README "Click-to-dial"): the agent's browser opens the handler
+    URL of ``extension`` (``cti-bridge dial-link EXT --handler``) with ``tel`` put in for ``%s``."""
+
+    extension: str
+    tel: str
+
+
+@dataclass(frozen=True)
 class DemoCall:
-    """One scripted call: the world's behaviour (``modes``), how it is placed, and the fields
-    its caller-log row must have once it is over (a field not listed is free)."""
+    """One scripted call: the world's behaviour (``modes``; ``talk``: how long a target that
+    answers stays up, in s), how it is placed, and the fields its caller-log row must have once
+    it is over (a field not listed is free)."""
 
     name: str
     modes: Modes
-    place: Callable[[Lab], CallHandle]
+    place: Callable[[Lab], CallHandle] | ClickToDial
     expect: Mapping[str, Any]
     ring_timeout: float = 20.0
     note: str = ""
+    talk: Mapping[str, float] = field(default_factory=dict)
 
     def key(self) -> tuple[str, str, str]:
         """(direction, from, to) of the row: unique within one round."""
@@ -131,10 +144,28 @@ ROUND: tuple[DemoCall, ...] = (
     ),
 )
 
-# Click-to-dial (Zammad asks the bridge to place a call from an agent's phone) is being built
-# in its own branch: it adds its DemoCall here, placed through the bridge's own dial route
-# rather than by the world. Nothing stands in for it until then.
-CLICK_TO_DIAL: tuple[DemoCall, ...] = ()
+CLICK_TO_DIAL_NUMBER = "491719990007"
+
+# Click-to-dial: alice's phone rings first (the bridge's Originate), she answers, then the PBX
+# dials the number through the outbound route; Zammad sees one ordinary outbound call from 101.
+# The number is under ZAMMAD_ROUTING, so Zammad's caller ID applies as to any outbound call.
+CLICK_TO_DIAL: tuple[DemoCall, ...] = (
+    DemoCall(
+        "click-to-dial",
+        {"alice": "answer", CLICK_TO_DIAL_NUMBER: "answer"},
+        ClickToDial("101", "tel:+49 171 9990007"),
+        _out(
+            "101",
+            CLICK_TO_DIAL_NUMBER,
+            users=[ALICE],
+            cause="normalClearing",
+            zammad=f"caller ID {CALLER_ID_PICKED}",
+            **DELIVERED,
+        ),
+        note="Zammad's click on a number: the handler URL rings alice, then calls the number",
+        talk={"alice": 3},
+    ),
+)
 
 
 def demo_round() -> tuple[DemoCall, ...]:
