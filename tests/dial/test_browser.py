@@ -10,8 +10,6 @@ these tests skip, and fail under CI=true (``.ci/install-chromium`` installs it).
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,43 +17,13 @@ import pytest
 
 from tests.dial.conftest import DialBridge
 from tests.service.test_daemon import until
-
-CHROMIUM = shutil.which("chromium")
-DRIVER = shutil.which("chromedriver")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def _unavailable() -> str | None:
-    if CHROMIUM is None or DRIVER is None:
-        return "chromium and chromium-driver are not installed (.ci/install-chromium)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[test]')"
-    return None
+from tests.support.browser import headless_chromium
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    reason = _unavailable()
-    if reason is not None:
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true: the browser tests must run)", pytrace=False)
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(DRIVER)))
-    driver.set_page_load_timeout(20)
-    try:
+    with headless_chromium(page_load_timeout=20) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:

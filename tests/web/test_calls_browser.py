@@ -8,9 +8,7 @@ Without Chromium the test skips locally and fails under CI=true (install it with
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,41 +19,15 @@ from cti_bridge.demo.zammad import call_events
 from cti_bridge.service.recent import RecentCalls
 from cti_bridge.web import DaemonView, WebServer, create_app
 from cti_bridge.web.calls import calls_routes
+from tests.support.browser import headless_chromium
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 CALLER = "491710000777"
 
 
-def _browser_missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[test]')"
-    for tool in ("chromium", "chromedriver"):
-        if shutil.which(tool) is None:
-            return f"{tool} not found: run .ci/install-chromium as root"
-    return None
-
-
 @pytest.fixture
-def driver() -> Any:
-    reason = _browser_missing()
-    if reason is not None:
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true: the browser test must run)", pytrace=False)
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(shutil.which("chromium"))
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    chrome = webdriver.Chrome(service=Service(str(shutil.which("chromedriver"))), options=options)
-    chrome.set_page_load_timeout(30)
-    yield chrome
-    chrome.quit()
+def driver() -> Iterator[Any]:
+    with headless_chromium() as chrome:
+        yield chrome
 
 
 @pytest.fixture
