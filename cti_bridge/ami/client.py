@@ -40,6 +40,7 @@ from cti_bridge.ami.originate import (
     OriginateRequest,
     OriginateResult,
     PendingOriginates,
+    originate,
 )
 from cti_bridge.ami.protocol import (
     DEFAULT_WANTED_EVENTS,
@@ -242,24 +243,8 @@ class AmiClient:
         return True
 
     async def originate(self, call: OriginateRequest) -> OriginateResult:
-        """AMI Originate with ``Async: true``: queued (the outcome future resolves with the
-        ``OriginateResponse``) or refused with Asterisk's message.
-
-        docs/asterisk-ami.md#139-successfully-queued-answers-need-async: the action completes on
-        the first answer (``as_list=False``); the outcome arrives as an event.
-        """
-        action_id, outcome = self.originates.open()
-        resp = await self.request(call.fields(action_id), self.cfg.ping_timeout, as_list=False)
-        if isinstance(resp, Message) and resp.success:
-            return OriginateResult(outcome)
-        outcome.cancel()
-        if not isinstance(resp, Message):
-            return OriginateResult(None, "the PBX did not answer (AMI not connected)")
-        message = resp.get("Message", "") or "refused"
-        if "permission denied" in message.lower():
-            message += " (the AMI user needs write = originate)"
-        log.warning("AMI Originate to %s refused: %s", call.channel, message)
-        return OriginateResult(None, message)
+        """AMI Originate (Async): see :func:`cti_bridge.ami.originate.originate`."""
+        return await originate(self.request, self.originates, call, self.cfg.ping_timeout)
 
     async def check(self, timeout: float) -> list[Result]:
         """Checks for ``cti-bridge check``: (name, ok, detail), in order of dependency."""

@@ -15,10 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: ``AmiClient.request``: an action's fields and a timeout in, its answer (or None) out.
+Request = Callable[..., Awaitable[Any]]
 
 ORIGINATE_RESPONSE = "OriginateResponse"
 
@@ -122,3 +129,26 @@ class PendingOriginates:
             if not future.done():
                 future.set_result(OriginateOutcome.FAILED)
         self._futures.clear()
+
+
+async def originate(
+    request: Request, pending: PendingOriginates, call: OriginateRequest, timeout: float
+) -> OriginateResult:
+    """AMI Originate with ``Async: true``: queued (the outcome future resolves with the
+    ``OriginateResponse``) or refused with Asterisk's message.
+
+    docs/asterisk-ami.md#139-successfully-queued-answers-need-async: the action completes on
+    the first answer (``as_list=False``); the outcome arrives as an event.
+    """
+    action_id, outcome = pending.open()
+    resp = await request(call.fields(action_id), timeout, as_list=False)
+    if resp is not None and not isinstance(resp, list) and resp.success:
+        return OriginateResult(outcome)
+    outcome.cancel()
+    if resp is None or isinstance(resp, list):
+        return OriginateResult(None, "the PBX did not answer (AMI not connected)")
+    message = resp.get("Message", "") or "refused"
+    if "permission denied" in message.lower():
+        message += " (the AMI user needs write = originate)"
+    log.warning("AMI Originate to %s refused: %s", call.channel, message)
+    return OriginateResult(None, message)

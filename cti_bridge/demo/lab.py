@@ -730,6 +730,7 @@ def daemon_available() -> str | None:
     return None
 
 
+# Over 60 lines only because the config is one inline TOML template, read as the file it writes.
 def daemon_config(
     tmp: Path,
     *,

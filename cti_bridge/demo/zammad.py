@@ -365,6 +365,12 @@ class FakeZammad:
         return status, json.dumps(doc).encode(), json_ct, {}
 
     def _zammad(self, path: str, fields: list[tuple[str, str]]) -> tuple[int, dict[str, Any]]:
+        p = _fields_dict(fields)
+        refused = self._refusal(path, p)
+        return refused if refused is not None else self._apply(p)
+
+    def _refusal(self, path: str, p: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """Zammad's checks before it touches the call log, in its order (docs/zammad-cti.md)."""
         m = re.fullmatch(r"/api/v1/cti/([^/?]*)", urlsplit(path).path)
         if m is None:
             return 404, {"error": "No route matches"}
@@ -374,13 +380,16 @@ class FakeZammad:
             return 422, NOT_CONFIGURED
         if m.group(1) != self.token:
             return 401, INVALID_TOKEN
-        p = _fields_dict(fields)
-        direction = p.get("direction")
-        if direction not in ("in", "out"):
+        if p.get("direction") not in ("in", "out"):
             return 422, INVALID_DIRECTION
-        event = p.get("event")
-        if event not in ("newCall", "answer", "hangup"):
+        if p.get("event") not in ("newCall", "answer", "hangup"):
             return 422, error_id()
+        return None
+
+    def _apply(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A checked event on the call log: Zammad's rules for duplicates, unknown calls,
+        blocked callers, caller-ID routes and what counts as done."""
+        direction, event = p["direction"], p["event"]
         cid = p.get("callId", p.get("call_id"))
         user = p.get("user[]", p.get("user"))
         user_s = ", ".join(user) if isinstance(user, list) else user
